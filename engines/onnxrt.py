@@ -1,0 +1,101 @@
+"""ONNX Runtime backend: CPU by default, CUDA or TensorRT providers when onnxruntime-gpu has them."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from engines.base import EngineBase, EngineError, TensorSpec, check_feeds
+
+log = logging.getLogger(__name__)
+
+_ORT_TYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(double)": "float64",
+    "tensor(int64)": "int64",
+    "tensor(int32)": "int32",
+    "tensor(int8)": "int8",
+    "tensor(uint8)": "uint8",
+    "tensor(bool)": "bool",
+}
+
+# Preferred order when the provider is chosen automatically.
+_AUTO_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+def choose_providers(requested: Sequence[str] | None = None) -> list[str]:
+    """The providers to use: ``requested`` if given (each must exist), else the best installed."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if requested:
+        missing = [p for p in requested if p not in available]
+        if missing:
+            raise EngineError(
+                f"ONNX Runtime providers {missing} are not installed; available: {available}"
+            )
+        return list(requested)
+    return [p for p in _AUTO_ORDER if p in available] or ["CPUExecutionProvider"]
+
+
+class OnnxRuntimeEngine(EngineBase):
+    """One ONNX Runtime session kept for the life of the engine."""
+
+    backend = "onnxruntime"
+
+    def __init__(
+        self,
+        model: Path | str,
+        providers: Sequence[str] | None = None,
+        threads: int = 0,
+    ) -> None:
+        """Load ``model``.
+
+        Args:
+            model: path of an ``.onnx`` file.
+            providers: ONNX Runtime execution providers, best first; None picks automatically.
+            threads: intra-op threads (0 lets ONNX Runtime decide).
+        """
+        import onnxruntime as ort
+
+        path = Path(model)
+        if not path.is_file():
+            raise EngineError(f"model file not found: {path}")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        chosen = choose_providers(providers)
+        try:
+            self._session = ort.InferenceSession(str(path), sess_options=opts, providers=chosen)
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise EngineError(f"ONNX Runtime could not load {path}: {exc}") from exc
+        self.path = path
+        self.providers = self._session.get_providers()
+        self.inputs = [self._spec(i) for i in self._session.get_inputs()]
+        self.outputs = [self._spec(o) for o in self._session.get_outputs()]
+        self._output_names = [o.name for o in self.outputs]
+        log.debug("loaded %s with %s", path.name, self.providers)
+
+    @staticmethod
+    def _spec(arg: object) -> TensorSpec:
+        name = getattr(arg, "name")
+        ort_type = getattr(arg, "type")
+        if ort_type not in _ORT_TYPES:
+            raise EngineError(f"tensor {name!r} has unsupported type {ort_type}")
+        shape = tuple(d if isinstance(d, int) else (d or None) for d in getattr(arg, "shape"))
+        return TensorSpec(name=name, dtype=_ORT_TYPES[ort_type], shape=shape)
+
+    def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self._session is None:
+            raise EngineError(f"engine for {self.path.name} is closed")
+        check_feeds(self.inputs, feeds)
+        values = self._session.run(self._output_names, dict(feeds))
+        return dict(zip(self._output_names, values))
+
+    def close(self) -> None:
+        self._session = None
