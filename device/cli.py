@@ -50,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--repeat", type=int, default=1, help="runs per sentence (the median is kept)")
     sp.add_argument("--limit", type=int, help="only the first N sentences")
     sp.add_argument("--systems", help="comma-separated systems to run (default: all available)")
+    sp.add_argument("--mqtt", action="store_true", help="also time MQTT publish to first PCM chunk (private broker)")
     return p
 
 
@@ -121,6 +122,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                 repeat=args.repeat,
                 limit=args.limit,
                 systems=tuple(args.systems.split(",")) if args.systems else (),
+                mqtt=args.mqtt,
             )
             return run_bench(_load_config(args), opts)
     except (SynthesisError, VoiceError, ManifestError, EngineError, AudioDeviceError) as exc:

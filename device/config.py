@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import string
 import types
 import typing
 from dataclasses import dataclass, field
@@ -62,10 +63,13 @@ class EngineConfig:
 class SynthesisConfig:
     """Streaming synthesis parameters."""
 
-    chunk_frames: int = 32
-    """Latent frames vocoded per chunk (256 samples each: 32 frames = 0.37 s at 22050 Hz)."""
+    chunk_frames: int = 128
+    """Largest number of latent frames vocoded per chunk (256 samples each: 128 frames = 1.5 s)."""
     first_chunk_frames: int = 16
-    """Frames in the first chunk of a sentence, smaller so the first audio comes sooner."""
+    """Frames in the first chunk of a sentence; each next chunk doubles, up to ``chunk_frames``.
+
+    Small first chunks bring the first audio sooner; larger later ones spend less on overlap.
+    """
     overlap_frames: int = 16
     """Context frames on each side of a chunk, vocoded and cut off, so seams match the full output."""
     length_scale: float = 1.0
@@ -94,6 +98,12 @@ class AudioConfig:
     """sounddevice latency hint: ``low``, ``high`` or seconds as a string."""
     retry_s: float = 5.0
     """Seconds between attempts to reopen a missing or failing sound device."""
+    volume: float = 1.0
+    """Gain of the speaker output only (MQTT and WAV outputs are not affected)."""
+    wav_dir: Optional[Path] = None
+    """If set, the daemon also writes every utterance to ``<wav_dir>/<id>.wav``."""
+    wav_keep: int = 100
+    """Most WAV files kept in ``wav_dir``; the oldest are deleted (0 = keep all)."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +144,10 @@ class MqttConfig:
     """Rhasspy Hermes compatibility: ``hermes/tts/say`` in, ``sayFinished`` and ``playBytes`` out."""
     site_id: str = "default"
     """Hermes siteId this device answers to."""
+    client_id: Optional[str] = None
+    """MQTT client id; None means ``jetvox-<device_id>``. Keep it stable: the persistent session hangs on it."""
+    tls_insecure: bool = False
+    """Skip the broker host-name check for mqtts (self-signed test brokers only)."""
 
 
 @dataclass(frozen=True)
@@ -148,6 +162,8 @@ class QueueConfig:
     """Messages older than this when their turn comes are dropped with a reason (0 = never)."""
     dedupe_ids: int = 10000
     """How many finished message ids are remembered to ignore redeliveries."""
+    alert_cuts_off: tuple[str, ...] = ("low",)
+    """Priorities of a message being spoken that an arriving ``alert`` cuts off (empty = never)."""
 
 
 @dataclass(frozen=True)
@@ -308,6 +324,7 @@ def validate(cfg: Config) -> Config:
         "queue.max_payload_bytes": cfg.queue.max_payload_bytes,
         "mqtt.keepalive_s": cfg.mqtt.keepalive_s,
         "mqtt.reconnect_min_s": cfg.mqtt.reconnect_min_s,
+        "audio.retry_s": cfg.audio.retry_s,
     }
     for key, value in positive.items():
         if value <= 0:
@@ -322,10 +339,18 @@ def validate(cfg: Config) -> Config:
         "queue.default_ttl_s": cfg.queue.default_ttl_s,
         "queue.dedupe_ids": cfg.queue.dedupe_ids,
         "cache.max_mb": cfg.cache.max_mb,
+        "audio.volume": cfg.audio.volume,
+        "audio.wav_keep": cfg.audio.wav_keep,
+        "mqtt.session_expiry_s": cfg.mqtt.session_expiry_s,
     }
     for key, value in non_negative.items():
         if value < 0:
             raise ConfigError(f"{key}: must be 0 or more, got {value}")
+    if cfg.synthesis.first_chunk_frames > cfg.synthesis.chunk_frames:
+        raise ConfigError(
+            f"synthesis.first_chunk_frames ({cfg.synthesis.first_chunk_frames}) exceeds "
+            f"synthesis.chunk_frames ({cfg.synthesis.chunk_frames})"
+        )
     if cfg.engine.opt_phonemes > cfg.engine.max_phonemes:
         raise ConfigError(
             f"engine.opt_phonemes ({cfg.engine.opt_phonemes}) exceeds engine.max_phonemes "
@@ -333,14 +358,67 @@ def validate(cfg: Config) -> Config:
         )
     if cfg.mqtt.reconnect_max_s < cfg.mqtt.reconnect_min_s:
         raise ConfigError("mqtt.reconnect_max_s must be at least mqtt.reconnect_min_s")
-    if not cfg.mqtt.broker.startswith(("mqtt://", "mqtts://")):
-        raise ConfigError(f"mqtt.broker: expected mqtt://HOST:PORT or mqtts://HOST:PORT, got {cfg.mqtt.broker!r}")
+    broker_address(cfg.mqtt.broker)
+    for key, ident in (("mqtt.device_id", cfg.mqtt.device_id), ("mqtt.shared_group", cfg.mqtt.shared_group),
+                       ("mqtt.site_id", cfg.mqtt.site_id)):
+        if ident is not None and (not ident or any(c in ident for c in "/+#\0")):
+            raise ConfigError(f"{key}: must be non-empty and contain no '/', '+', '#' or NUL, got {ident!r}")
+    if cfg.mqtt.prefix is not None and (not cfg.mqtt.prefix.strip("/") or any(c in cfg.mqtt.prefix for c in "+#")):
+        raise ConfigError(f"mqtt.prefix: must be a topic without wildcards, got {cfg.mqtt.prefix!r}")
+    if cfg.mqtt.keyfile is not None and cfg.mqtt.certfile is None:
+        raise ConfigError("mqtt.keyfile: needs mqtt.certfile too")
+    if cfg.mqtt.password is not None and cfg.mqtt.password_file is not None:
+        raise ConfigError("mqtt.password and mqtt.password_file: give one, not both")
+    for i, prio in enumerate(cfg.queue.alert_cuts_off):
+        if prio not in _PRIORITIES:
+            raise ConfigError(f"queue.alert_cuts_off[{i}]: expected one of {', '.join(_PRIORITIES)}, got {prio!r}")
     for i, rule in enumerate(cfg.rules):
         if rule.priority not in _PRIORITIES:
             raise ConfigError(f"rules[{i}].priority: expected one of {', '.join(_PRIORITIES)}, got {rule.priority!r}")
         if rule.min_interval_s < 0:
             raise ConfigError(f"rules[{i}].min_interval_s: must be 0 or more")
+        _check_rule(i, rule)
     return cfg
+
+
+def broker_address(url: str) -> tuple[bool, str, int]:
+    """``(tls, host, port)`` of an ``mqtt://HOST[:PORT]`` or ``mqtts://HOST[:PORT]`` URL; ConfigError naming mqtt.broker."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in ("mqtt", "mqtts"):
+        raise ConfigError(f"mqtt.broker: expected mqtt://HOST:PORT or mqtts://HOST:PORT, got {url!r}")
+    tls = scheme == "mqtts"
+    rest = rest.rstrip("/")
+    if rest.startswith("["):  # [IPv6]:port
+        host, _, tail = rest[1:].partition("]")
+        port_text = tail[1:] if tail.startswith(":") else ""
+    elif rest.count(":") == 1:
+        host, _, port_text = rest.partition(":")
+    else:
+        host, port_text = rest, ""
+    if not host or "/" in host:
+        raise ConfigError(f"mqtt.broker: no host in {url!r}")
+    if not port_text:
+        return tls, host, 8883 if tls else 1883
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ConfigError(f"mqtt.broker: bad port {port_text!r} in {url!r}")
+    return tls, host, int(port_text)
+
+
+def _check_rule(i: int, rule: SensorRule) -> None:
+    """Reject a rule whose topic filter or template cannot work."""
+    levels = rule.topic.split("/")
+    if not rule.topic or any(("+" in lv and lv != "+") or ("#" in lv and lv != "#") for lv in levels):
+        raise ConfigError(f"rules[{i}].topic: invalid topic filter {rule.topic!r}")
+    if "#" in levels[:-1]:
+        raise ConfigError(f"rules[{i}].topic: '#' must be the last level in {rule.topic!r}")
+    if not rule.template.strip():
+        raise ConfigError(f"rules[{i}].template: must not be empty")
+    if not rule.field:
+        raise ConfigError(f"rules[{i}].field: must not be empty")
+    try:
+        list(string.Formatter().parse(rule.template))
+    except ValueError as exc:
+        raise ConfigError(f"rules[{i}].template: {exc}") from None
 
 
 def from_mapping(data: Mapping[str, Any] | None) -> Config:

@@ -127,13 +127,13 @@ class Synthesizer:
         size = first_frames or self.cfg.first_chunk_frames
         while start < total:
             end = min(total, start + size)
-            if total - end < self.cfg.chunk_frames // 4:  # no tiny tail chunk
+            if total - end < size // 2:  # no tiny tail chunk
                 end = total
             a, b = max(0, start - ov), min(total, end + ov)
             audio = self.voice.vocoder.infer({"z": np.ascontiguousarray(z[:, :, a:b])})["audio"][0]
             lo = (start - a) * hop
             yield audio[lo : lo + (end - start) * hop], end == total
-            start, size = end, self.cfg.chunk_frames
+            start, size = end, min(2 * size, self.cfg.chunk_frames)
 
     def vocode_full(self, z: np.ndarray) -> np.ndarray:
         """Vocode all of ``z`` in one call (reference for the chunked path)."""

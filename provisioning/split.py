@@ -170,6 +170,7 @@ def split_model(model: onnx.ModelProto, boundary: Boundary) -> tuple[onnx.ModelP
         raise SplitError(f"expected Piper inputs {list(ACOUSTIC_INPUTS)}, got {names}")
     audio_src = model.graph.output[0].name
     outputs = [boundary.tensor] + ([boundary.durations] if boundary.durations else [])
+    model = _with_value_infos(model, boundary)
     acoustic = onnx.utils.Extractor(model).extract_model(list(ACOUSTIC_INPUTS), outputs)
     vocoder = onnx.utils.Extractor(model).extract_model([boundary.tensor], [audio_src])
 
@@ -205,6 +206,21 @@ def split_model(model: onnx.ModelProto, boundary: Boundary) -> tuple[onnx.ModelP
         m.graph.name = name
         onnx.checker.check_model(m)
     return acoustic, vocoder
+
+
+def _with_value_infos(model: onnx.ModelProto, boundary: Boundary) -> onnx.ModelProto:
+    """Shape-inferred copy of ``model`` that has value_info for the tensors we cut at."""
+    inferred = shape_inference.infer_shapes(model)
+    known = {vi.name for vi in inferred.graph.value_info} | {o.name for o in inferred.graph.output}
+    if boundary.tensor not in known:
+        inferred.graph.value_info.append(
+            helper.make_tensor_value_info(boundary.tensor, onnx.TensorProto.FLOAT, [1, boundary.channels, "frames"])
+        )
+    if boundary.durations and boundary.durations not in known:
+        inferred.graph.value_info.append(
+            helper.make_tensor_value_info(boundary.durations, onnx.TensorProto.FLOAT, None)
+        )
+    return inferred
 
 
 def _set_io(vi: onnx.ValueInfoProto, elem: int, dims: list[int | str]) -> None:

@@ -1,0 +1,238 @@
+"""`jetvox bench`: first-audio latency and real-time factor of jetvox beside piper-tts, in one run."""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Iterator
+
+import numpy as np
+
+from device.config import Config
+from provisioning.corpus import EVAL_SENTENCES
+
+log = logging.getLogger(__name__)
+
+# A system turns text into a stream of float32 audio chunks (model already loaded).
+Stream = Callable[[str], Iterator[np.ndarray]]
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """What `jetvox bench` was asked for."""
+
+    json: bool = False
+    """Print JSON instead of a table."""
+    wer: bool = False
+    """Transcribe every output with pocketsphinx and report the pooled word error rate."""
+    repeat: int = 1
+    """Runs per sentence and system; the median is kept."""
+    limit: int | None = None
+    """Only the first N sentences."""
+    systems: tuple[str, ...] = ()
+    """Systems to run; empty runs every available one."""
+    mqtt: bool = False
+    """Also measure MQTT publish to first PCM chunk through a private broker and daemon."""
+
+
+@dataclass
+class Row:
+    """One system on one sentence."""
+
+    first_audio_ms: float
+    """Text in (model loaded) to the first PCM chunk."""
+    rtf: float
+    """Synthesis time over audio duration (below 1 is faster than real time)."""
+    audio_s: float
+    """Seconds of audio produced."""
+    transcript: str = ""
+    """pocketsphinx transcript (with --wer)."""
+
+
+@dataclass
+class SystemResult:
+    """All sentences for one system."""
+
+    name: str
+    """System name."""
+    rows: list[Row] = field(default_factory=list)
+    """Per sentence, in order."""
+    wer: float | None = None
+    """Pooled word error rate (with --wer)."""
+
+    def median(self, attr: str) -> float:
+        return float(statistics.median(getattr(r, attr) for r in self.rows))
+
+
+class _Closer:
+    """Keeps what has to be closed after the run."""
+
+    def __init__(self) -> None:
+        self.items: list[Callable[[], None]] = []
+
+    def close(self) -> None:
+        for fn in reversed(self.items):
+            fn()
+
+
+def _jetvox_system(cfg: Config, closer: _Closer, precision: str, voice_name: str | None = None) -> Stream:
+    from device.synthesis import Synthesizer
+    from device.voice import load_voice
+
+    voice = load_voice(cfg, precision=precision, voice_name=voice_name)
+    synth = Synthesizer(voice, cfg.synthesis)
+    closer.items += [voice.close, synth.close]
+
+    def stream(text: str) -> Iterator[np.ndarray]:
+        for chunk in synth.synthesize(text):
+            yield chunk.audio
+
+    return stream
+
+
+def _piper_system(cfg: Config, closer: _Closer) -> Stream:
+    from piper import PiperVoice, SynthesisConfig
+
+    from provisioning.voices import resolve_voice
+
+    source = resolve_voice(cfg.voice.name, cfg.voice.model, cfg.voice.config)
+    voice = PiperVoice.load(source.model, source.config_path)
+    syn = SynthesisConfig()
+
+    def stream(text: str) -> Iterator[np.ndarray]:
+        for chunk in voice.synthesize(text, syn):
+            yield chunk.audio_float_array
+
+    return stream
+
+
+def available_systems(cfg: Config, closer: _Closer, wanted: tuple[str, ...]) -> dict[str, Stream]:
+    """Load every system that can run here (or only ``wanted``)."""
+    from provisioning import manifest as mf
+
+    systems: dict[str, Stream] = {}
+
+    def want(name: str) -> bool:
+        return not wanted or name in wanted
+
+    manifest = mf.read_manifest(mf.voice_dir(cfg.state_dir, cfg.voice.name))
+    if want("jetvox-fp32"):
+        systems["jetvox-fp32"] = _jetvox_system(cfg, closer, "fp32")
+    if want("jetvox-int8") and "vocoder_int8" in manifest["models"]:
+        systems["jetvox-int8"] = _jetvox_system(cfg, closer, "int8")
+    student = "joe-fast"
+    if want(student) and student != cfg.voice.name and (mf.voice_dir(cfg.state_dir, student) / mf.MANIFEST_NAME).is_file():
+        systems[student] = _jetvox_system(cfg, closer, "auto", voice_name=student)
+    if want("piper-tts"):
+        systems["piper-tts"] = _piper_system(cfg, closer)
+    unknown = set(wanted) - set(systems)
+    if unknown:
+        raise ValueError(f"unknown or unavailable systems {sorted(unknown)}; available: {sorted(systems)}")
+    return systems
+
+
+def measure(stream: Stream, text: str, sample_rate: int) -> tuple[Row, np.ndarray]:
+    """Time one synthesis: first chunk latency, RTF; returns the audio too."""
+    t0 = time.perf_counter()
+    first = None
+    pieces = []
+    for audio in stream(text):
+        if first is None:
+            first = time.perf_counter() - t0
+        pieces.append(audio)
+    total = time.perf_counter() - t0
+    audio = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+    seconds = len(audio) / sample_rate
+    return Row(first_audio_ms=1000 * (first or total), rtf=total / max(seconds, 1e-9), audio_s=seconds), audio
+
+
+def run_bench(cfg: Config, opts: BenchOptions) -> int:
+    """Run the benchmark and print the table (or JSON); returns the exit code."""
+    from device.normalize import normalize
+
+    sentences = list(EVAL_SENTENCES[: opts.limit] if opts.limit else EVAL_SENTENCES)
+    closer = _Closer()
+    try:
+        systems = available_systems(cfg, closer, opts.systems)
+        sr = 22050
+        results = {name: SystemResult(name) for name in systems}
+        for name, stream in systems.items():  # warm-up: first runs allocate
+            measure(stream, "Warm up.", sr)
+        for n, text in enumerate(sentences, 1):
+            print(f"[bench] {n}/{len(sentences)}", file=sys.stderr, flush=True, end="\r")
+            for name, stream in systems.items():  # interleaved, so drift hits all alike
+                runs = [measure(stream, text, sr) for _ in range(max(1, opts.repeat))]
+                rows = sorted(runs, key=lambda r: r[0].first_audio_ms)
+                row, audio = rows[len(rows) // 2]
+                if opts.wer:
+                    from provisioning.quality import transcribe
+
+                    row.transcript = transcribe(audio, sr)
+                results[name].rows.append(row)
+        print(file=sys.stderr)
+        if opts.wer:
+            from provisioning.quality import word_error_rate
+
+            refs = [normalize(s) for s in sentences]
+            for res in results.values():
+                res.wer = word_error_rate(refs, [r.transcript for r in res.rows])
+        mqtt = _mqtt_latency(cfg, sentences) if opts.mqtt else None
+    finally:
+        closer.close()
+    if opts.json:
+        print(json.dumps(_as_json(results, sentences, mqtt), indent=2))
+    else:
+        _print_table(results, sentences, mqtt)
+    return 0
+
+
+def _mqtt_latency(cfg: Config, sentences: list[str]) -> dict[str, float]:
+    from device.bench_mqtt import measure_publish_to_first_chunk
+
+    ms = measure_publish_to_first_chunk(cfg, sentences)
+    return {"median_ms": float(statistics.median(ms)), "min_ms": float(min(ms)), "max_ms": float(max(ms))}
+
+
+def _as_json(results: dict[str, SystemResult], sentences: list[str], mqtt: dict[str, float] | None) -> dict:
+    out: dict = {"sentences": sentences, "systems": {}}
+    for name, res in results.items():
+        out["systems"][name] = {
+            "median_first_audio_ms": res.median("first_audio_ms"),
+            "median_rtf": res.median("rtf"),
+            "wer": res.wer,
+            "rows": [asdict(r) for r in res.rows],
+        }
+    if mqtt:
+        out["mqtt_publish_to_first_chunk"] = mqtt
+    return out
+
+
+def _print_table(results: dict[str, SystemResult], sentences: list[str], mqtt: dict[str, float] | None) -> None:
+    names = list(results)
+    head = f"{'#':>2} {'audio s':>7} " + " ".join(f"{n + ' first ms':>20} {'RTF':>6}" for n in names)
+    print(head)
+    for i, _ in enumerate(sentences):
+        cells = " ".join(
+            f"{results[n].rows[i].first_audio_ms:>20.1f} {results[n].rows[i].rtf:>6.3f}" for n in names
+        )
+        print(f"{i + 1:>2} {results[names[0]].rows[i].audio_s:>7.2f} {cells}")
+    print()
+    print(f"{'system':<14} {'median first audio ms':>22} {'median RTF':>11} {'WER':>6}")
+    for n in names:
+        res = results[n]
+        wer = f"{res.wer:.3f}" if res.wer is not None else "-"
+        print(f"{n:<14} {res.median('first_audio_ms'):>22.1f} {res.median('rtf'):>11.3f} {wer:>6}")
+    if "piper-tts" in results:
+        base = results["piper-tts"]
+        for n in names:
+            if n != "piper-tts":
+                ratio = results[n].median("first_audio_ms") / base.median("first_audio_ms")
+                rtf_ratio = results[n].median("rtf") / base.median("rtf")
+                print(f"{n} / piper-tts: first audio x{ratio:.2f}, RTF x{rtf_ratio:.2f}")
+    if mqtt:
+        print(f"MQTT publish -> first PCM chunk: median {mqtt['median_ms']:.1f} ms "
+              f"(min {mqtt['min_ms']:.1f}, max {mqtt['max_ms']:.1f})")
