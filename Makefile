@@ -8,6 +8,9 @@ DEMO_TEXT ?= Attention: the kitchen temperature is 31.5 °C and humidity is 62%.
 
 .PHONY: setup demo test test-fast provision bench typecheck verify-device clean help
 
+ENGINES ?= $(HOME)/.local/share/jetvox/engines
+VOICE_DIR ?= $(HOME)/.local/share/jetvox/voices/en_US-joe-medium
+
 help:
 	@echo "make demo   - set up, provision the default voice, speak a sample (demo.wav)"
 	@echo "make test   - set up, run the whole test suite"
@@ -15,13 +18,14 @@ help:
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml scripts/apt-deps.sh
+$(STAMP): pyproject.toml scripts/apt-deps.sh Makefile
 	./scripts/apt-deps.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
-	# tensorrt-stubs pins the real tensorrt wheel, which only NVIDIA's index serves: take the stubs alone.
-	$(PY) -m pip install -q --no-deps 'tensorrt-stubs==10.13.0.35.1'
+	# The published tensorrt-stubs pin the real tensorrt wheel (NVIDIA's index only) and, installed, make
+	# `import tensorrt` an empty package: keep them aside, where tests check stubs/tensorrt against them.
+	$(PY) -m pip install -q --no-deps --upgrade --target $(VENV)/tensorrt-stubs 'tensorrt-stubs==10.13.0.35.1'
 	touch $@
 
 provision: setup
@@ -39,7 +43,17 @@ test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
 
 bench: provision
-	$(JETVOX) bench
+	$(JETVOX) bench --wer
+
+# Type-check the TensorRT / pycuda code (no GPU needed); also part of `make test`.
+typecheck: setup
+	$(PY) -m mypy
+
+# On a Jetson: build TensorRT engines, compare them with ONNX Runtime FP32, run the benchmark.
+verify-device: provision
+	$(PY) -m pip install -q -e '.[jetson]'
+	$(PY) -m provisioning.verify_device --acoustic $(VOICE_DIR)/acoustic.onnx --vocoder $(VOICE_DIR)/vocoder.onnx --out $(ENGINES) --precision int8
+	$(JETVOX) bench --wer
 
 clean:
 	rm -rf $(VENV) demo.wav .pytest_cache .mypy_cache *.egg-info

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Mapping, Protocol, Sequence, Union, runtime_checkable
+from typing import Mapping, Protocol, Sequence, TypeVar, Union, runtime_checkable
 
 import numpy as np
 
@@ -87,6 +87,9 @@ def check_feeds(specs: Sequence[TensorSpec], feeds: Mapping[str, np.ndarray]) ->
                 raise EngineError(f"input {spec.describe()}: axis {axis} is empty (shape {arr.shape})")
 
 
+_E = TypeVar("_E", bound="EngineBase")
+
+
 class EngineBase:
     """Context-manager plumbing shared by the backends."""
 
@@ -97,7 +100,7 @@ class EngineBase:
     def close(self) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
 
-    def __enter__(self) -> "EngineBase":
+    def __enter__(self: _E) -> _E:
         return self
 
     def __exit__(
