@@ -4,9 +4,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 JETVOX := $(VENV)/bin/jetvox
 STAMP  := $(VENV)/.installed
-DEMO_TEXT ?= Attention: the kitchen temperature is 31.5 °C and humidity is 62%. It is 10:45 PM.
 
-.PHONY: setup demo test test-fast provision bench typecheck verify-device clean help
+.PHONY: setup demo test test-fast provision bench typecheck verify-device install clean help
 
 ENGINES ?= $(HOME)/.local/share/jetvox/engines
 VOICE_DIR ?= $(HOME)/.local/share/jetvox/voices/en_US-joe-medium
@@ -31,10 +30,13 @@ $(STAMP): pyproject.toml scripts/apt-deps.sh Makefile
 provision: setup
 	$(JETVOX) provision
 
+# The real path: a private mosquitto, `jetvox serve`, a sensor reading published, the PCM collected.
 demo: provision
-	$(JETVOX) say -o demo.wav "$(DEMO_TEXT)"
-	@echo "wrote demo.wav"
-	-@$(JETVOX) say "$(DEMO_TEXT)" 2>/dev/null || echo "(no sound device here: listen to demo.wav)"
+	$(PY) scripts/demo.py --out demo.wav
+
+# On a device, as root: code and venv in /opt/jetvox, config in /etc/jetvox, systemd units enabled.
+install:
+	./scripts/install.sh
 
 test: setup
 	$(PY) -m pytest -q

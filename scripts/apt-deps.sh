@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages jetvox needs when they are missing (as root), or name them.
 set -euo pipefail
-PKGS=(mosquitto libportaudio2 libsystemd-dev pkg-config espeak-ng libasound2-plugins alsa-utils)
+PKGS=(mosquitto libportaudio2 libsystemd-dev pkg-config espeak-ng libasound2-plugins alsa-utils systemd)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
