@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 JETVOX := $(VENV)/bin/jetvox
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast provision bench typecheck verify-device install clean help
+.PHONY: setup demo test test-fast provision bench typecheck verify-device install distill clean help
 
 ENGINES ?= $(HOME)/.local/share/jetvox/engines
 VOICE_DIR ?= $(HOME)/.local/share/jetvox/voices/en_US-joe-medium
@@ -25,6 +25,9 @@ $(STAMP): pyproject.toml scripts/apt-deps.sh Makefile
 	# The published tensorrt-stubs pin the real tensorrt wheel (NVIDIA's index only) and, installed, make
 	# `import tensorrt` an empty package: keep them aside, where tests check stubs/tensorrt against them.
 	$(PY) -m pip install -q --no-deps --upgrade --target $(VENV)/tensorrt-stubs 'tensorrt-stubs==10.13.0.35.1'
+	# The distillation tests need PyTorch; take a CPU build only if one is at hand offline (a plain
+	# `pip install torch` would pull gigabytes of CUDA wheels). Without it those tests are skipped.
+	$(PY) -m pip install -q --no-index 'torch==2.13.0' 2>/dev/null || echo "setup: no offline CPU torch wheel; distillation tests will be skipped"
 	touch $@
 
 provision: setup
@@ -33,6 +36,17 @@ provision: setup
 # The real path: a private mosquitto, `jetvox serve`, a sensor reading published, the PCM collected.
 demo: provision
 	$(PY) scripts/demo.py --out demo.wav
+
+# Train the distilled students from nothing (CPU is enough; see provisioning/distill/). Gated: a pair that
+# fails the quality gate is parked in provisioning/distill/results/, not shipped as the joe-fast voice.
+DISTILL_LIMIT ?= --limit 1395
+distill: provision
+	$(PY) -m pip install -q 'torch==2.13.0' 'tqdm>=4.66'
+	$(PY) -m provisioning.distill.teacher_data --shard 0 --shards 2 $(DISTILL_LIMIT) & pid=$$!; \
+	  $(PY) -m provisioning.distill.teacher_data --shard 1 --shards 2 $(DISTILL_LIMIT) && wait $$pid
+	$(PY) -m provisioning.distill.train --what vocoder --steps 6400 --threads 1 --resume
+	$(PY) -m provisioning.distill.train --what acoustic --steps 5000 --batch 8 --threads 1 --resume
+	$(PY) -m provisioning.distill.ship
 
 # On a device, as root: code and venv in /opt/jetvox, config in /etc/jetvox, systemd units enabled.
 install:

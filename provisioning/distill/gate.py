@@ -1,0 +1,208 @@
+"""The students' quality and cost gate on the evaluation sentences: pooled pocketsphinx WER, log-mel distance, MACs, ORT time."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from provisioning.distill.costs import count_macs, ort_seconds
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 22050
+HOP = 256
+WER_MARGIN = 0.03
+MIN_VOCODER_SAVING = 5.0
+MIN_ACOUSTIC_SAVING = 2.0
+DEFAULT_SCALES = (0.667, 1.0, 0.8)
+# The teacher samples noise at its default scales (unseeded in ONNX Runtime), so one draw's WER moves by a few
+# points from run to run: its WER is pooled over several draws.
+TEACHER_DRAWS = 3
+COST_SENTENCE = "The kitchen window in the guest room has been open for twenty minutes, please close it."
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """Figures of one gate run (all WERs pooled over the evaluation sentences)."""
+
+    wer_teacher: float
+    """Teacher pair at its default noise scales, pooled over TEACHER_DRAWS noise draws."""
+    wer_teacher_draws: list[float]
+    """The teacher's WER for each draw."""
+    wer_teacher_noise0: float
+    """Teacher pair with noise scales 0 (deterministic)."""
+    wer_student: float
+    """Student acoustic model + student vocoder."""
+    wer_student_vocoder: float
+    """Teacher acoustic model (noise 0) + student vocoder: the vocoder's share of the loss."""
+    log_mel_vocoder: float
+    """Mean log-mel distance, student vocoder vs teacher vocoder on the same teacher latents (noise 0)."""
+    log_mel_pair: float
+    """Mean log-mel distance, student pair vs teacher pair at noise 0 (lengths trimmed to the shorter)."""
+    costs: dict[str, Any]
+    """MACs and ONNX Runtime CPU milliseconds per second of audio, teacher and student, per model."""
+    passed: bool
+    """Student WER within WER_MARGIN of the teacher (the stricter of its two settings) and the cost targets met."""
+    reasons: list[str]
+    """Why it failed (empty when passed)."""
+    sentences: int
+    """Evaluation sentences."""
+
+
+class Pair:
+    """An acoustic model and a vocoder run with ONNX Runtime on CPU."""
+
+    def __init__(self, directory: Path, threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        self.acoustic = ort.InferenceSession(str(directory / "acoustic.onnx"), so, providers=["CPUExecutionProvider"])
+        self.vocoder = ort.InferenceSession(str(directory / "vocoder.onnx"), so, providers=["CPUExecutionProvider"])
+
+    def latents(self, ids: list[int], scales: tuple[float, float, float]) -> np.ndarray:
+        arr = np.array([ids], dtype=np.int64)
+        feeds: dict[str, np.ndarray] = {"input": arr, "input_lengths": np.array([arr.shape[1]], dtype=np.int64),
+                 "scales": np.array(scales, dtype=np.float32)}
+        return self.acoustic.run(["z"], feeds)[0]
+
+    def vocode(self, z: np.ndarray) -> np.ndarray:
+        return self.vocoder.run(["audio"], {"z": z.astype(np.float32)})[0][0]
+
+
+def _peak(audio: np.ndarray) -> np.ndarray:
+    return (audio * (0.9 / max(1e-4, float(np.max(np.abs(audio)))))).astype(np.float32)
+
+
+def _join(pieces: list[np.ndarray]) -> np.ndarray:
+    gap = np.zeros(int(0.2 * SAMPLE_RATE), dtype=np.float32)
+    out: list[np.ndarray] = []
+    for p in pieces:
+        out.extend([p, gap])
+    return np.concatenate(out[:-1])
+
+
+def measure_costs(teacher: Path, student: Path, ids: list[int]) -> dict[str, Any]:
+    """MACs and 1-thread ORT CPU time per second of audio for each model of both pairs, on one fixed sentence."""
+    out: dict[str, Any] = {}
+    arr = np.array([ids], dtype=np.int64)
+    for name, directory in (("teacher", teacher), ("student", student)):
+        feeds: dict[str, np.ndarray] = {"input": arr, "input_lengths": np.array([arr.shape[1]], dtype=np.int64),
+                 "scales": np.array([0.0, 1.0, 0.0], dtype=np.float32)}
+        z = Pair(directory).latents(ids, (0.0, 1.0, 0.0))
+        seconds = z.shape[2] * HOP / SAMPLE_RATE
+        runs: tuple[tuple[str, Path, dict[str, np.ndarray]], ...] = (
+            ("acoustic", directory / "acoustic.onnx", feeds), ("vocoder", directory / "vocoder.onnx", {"z": z}))
+        for role, path, f in runs:
+            macs = count_macs(path, f)
+            t = ort_seconds(path, f, threads=1, repeats=3)
+            out[f"{name}_{role}"] = {
+                "gmac_per_audio_s": round(macs.total / seconds / 1e9, 4),
+                "ort_cpu_ms_per_audio_s": round(1000 * t / seconds, 2),
+                "audio_s": round(seconds, 3),
+                "file_mb": round(path.stat().st_size / 1e6, 2),
+            }
+    for role in ("acoustic", "vocoder"):
+        t, s = out[f"teacher_{role}"], out[f"student_{role}"]
+        out[f"{role}_saving"] = {
+            "macs": round(t["gmac_per_audio_s"] / max(1e-9, s["gmac_per_audio_s"]), 2),
+            "ort_time": round(t["ort_cpu_ms_per_audio_s"] / max(1e-9, s["ort_cpu_ms_per_audio_s"]), 2),
+        }
+    return out
+
+
+def run_gate(teacher: Path, student: Path, phoneme_id_map: dict, espeak_voice: str = "en-us",
+             sentences: tuple[str, ...] | None = None) -> GateResult:
+    """Score the student pair against the teacher pair on ``sentences`` (default: EVAL_SENTENCES).
+
+    Args:
+        teacher: directory with the teacher's split ``acoustic.onnx`` and ``vocoder.onnx``.
+        student: directory with the students' ``acoustic.onnx`` and ``vocoder.onnx``.
+        phoneme_id_map: the voice's phoneme map.
+        espeak_voice: espeak-ng voice for phonemes.
+        sentences: evaluation texts.
+    """
+    from tqdm import tqdm
+
+    from device.normalize import normalize, prepare
+    from device.phonemes import Phonemizer
+    from provisioning.corpus import EVAL_SENTENCES
+    from provisioning.quality import log_mel_distance, transcribe, word_error_rate
+
+    sentences = sentences or EVAL_SENTENCES
+    phon = Phonemizer(espeak_voice, phoneme_id_map)
+    tp, sp = Pair(teacher), Pair(student)
+    refs: list[str] = []
+    draws = [f"teacher_draw{n}" for n in range(TEACHER_DRAWS)]
+    hyps: dict[str, list[str]] = {k: [] for k in (*draws, "teacher0", "student", "student_vocoder")}
+    mel_voc, mel_pair = [], []
+    for text in tqdm(sentences, desc="quality gate", mininterval=5):
+        refs.append(normalize(text))
+        clips: dict[str, list[np.ndarray]] = {k: [] for k in hyps}
+        for piece in prepare(text):
+            ids = phon.sentence_ids(piece)
+            if not ids:
+                continue
+            z0 = tp.latents(ids, (0.0, 1.0, 0.0))
+            teacher0 = tp.vocode(z0)
+            student_voc = sp.vocode(z0)
+            student_pair = sp.vocode(sp.latents(ids, DEFAULT_SCALES))
+            for draw in draws:
+                clips[draw].append(tp.vocode(tp.latents(ids, DEFAULT_SCALES)))
+            clips["teacher0"].append(teacher0)
+            clips["student"].append(student_pair)
+            clips["student_vocoder"].append(student_voc)
+            mel_voc.append(log_mel_distance(student_voc, teacher0, SAMPLE_RATE))
+            mel_pair.append(log_mel_distance(student_pair, teacher0, SAMPLE_RATE))
+        for k, pieces in clips.items():
+            hyps[k].append(transcribe(_peak(_join(pieces)), SAMPLE_RATE))
+        log.info("ref %r | teacher %r | student %r", refs[-1], hyps[draws[0]][-1], hyps["student"][-1])
+    wer = {k: word_error_rate(refs, v) for k, v in hyps.items()}
+    wer["teacher"] = word_error_rate(refs * TEACHER_DRAWS, [h for d in draws for h in hyps[d]])
+    costs = measure_costs(teacher, student, phon.sentence_ids(COST_SENTENCE))
+    reasons = []
+    bar = min(wer["teacher"], wer["teacher0"]) + WER_MARGIN
+    if wer["student"] > bar:
+        reasons.append(f"student WER {wer['student']:.3f} above the teacher's {bar - WER_MARGIN:.3f} + {WER_MARGIN}")
+    for role, need in (("vocoder", MIN_VOCODER_SAVING), ("acoustic", MIN_ACOUSTIC_SAVING)):
+        for kind, factor in costs[f"{role}_saving"].items():
+            if factor < need:
+                reasons.append(f"{role} {kind} saving {factor:.2f}x below the required {need:.0f}x")
+    return GateResult(
+        wer_teacher=round(wer["teacher"], 4), wer_teacher_draws=[round(wer[d], 4) for d in draws],
+        wer_teacher_noise0=round(wer["teacher0"], 4),
+        wer_student=round(wer["student"], 4), wer_student_vocoder=round(wer["student_vocoder"], 4),
+        log_mel_vocoder=round(float(np.mean(mel_voc)), 4), log_mel_pair=round(float(np.mean(mel_pair)), 4),
+        costs=costs, passed=not reasons, reasons=reasons, sentences=len(sentences),
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    from device.config import default_state_dir
+    from provisioning.distill.teacher_data import teacher_dir
+
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--student", type=Path, required=True, help="directory with the exported students")
+    ap.add_argument("--teacher", type=Path, default=None, help="the teacher's provisioned directory")
+    ap.add_argument("--json", type=Path, default=None, help="write the figures here")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    teacher = args.teacher or teacher_dir(default_state_dir())
+    manifest = json.loads((teacher / "manifest.json").read_text(encoding="utf-8"))
+    result = run_gate(teacher, args.student, manifest["phoneme_id_map"], manifest["espeak_voice"])
+    text = json.dumps(asdict(result), indent=2)
+    if args.json:
+        args.json.write_text(text, encoding="utf-8")
+    print(text)
+    log.info("gate %s", "PASSED" if result.passed else f"FAILED: {'; '.join(result.reasons)}")
+
+
+if __name__ == "__main__":
+    main()

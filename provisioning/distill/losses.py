@@ -1,0 +1,77 @@
+"""Training losses for the students: multi-resolution STFT, log-mel and phase-aware complex-spectrum distances."""
+
+from __future__ import annotations
+
+
+
+import torch
+from torch.nn import functional as F
+
+SAMPLE_RATE = 22050
+RESOLUTIONS = ((512, 128), (1024, 256), (2048, 512))
+
+
+def mel_filterbank(n_fft: int = 1024, n_mels: int = 80, sr: int = SAMPLE_RATE, fmin: float = 0.0, fmax: float = 8000.0) -> torch.Tensor:
+    """Triangular HTK-mel filters, [n_mels, n_fft // 2 + 1]."""
+
+    def to_mel(f: float | torch.Tensor) -> torch.Tensor:
+        return 2595.0 * torch.log10(1.0 + torch.as_tensor(f, dtype=torch.float64) / 700.0)
+
+    mels = torch.linspace(float(to_mel(fmin)), float(to_mel(fmax)), n_mels + 2, dtype=torch.float64)
+    hz = 700.0 * (10 ** (mels / 2595.0) - 1.0)
+    freqs = torch.linspace(0, sr / 2, n_fft // 2 + 1, dtype=torch.float64)
+    lo, mid, hi = hz[:-2, None], hz[1:-1, None], hz[2:, None]
+    up = (freqs[None] - lo) / (mid - lo)
+    down = (hi - freqs[None]) / (hi - mid)
+    return torch.clamp(torch.minimum(up, down), min=0.0).float()
+
+
+class VocoderLoss(torch.nn.Module):
+    """Sum of weighted distances between a predicted and a target waveform, returned with its parts."""
+
+    def __init__(self, mel_w: float = 1.0, mrstft_w: float = 1.0, complex_w: float = 1.0, wav_w: float = 0.5) -> None:
+        super().__init__()
+        self.mel_fb: torch.Tensor
+        self.w = {"mel": mel_w, "mrstft": mrstft_w, "complex": complex_w, "wav": wav_w}
+        self.register_buffer("mel_fb", mel_filterbank(), persistent=False)
+        for n_fft, _ in RESOLUTIONS:
+            self.register_buffer(f"win{n_fft}", torch.hann_window(n_fft), persistent=False)
+
+    def _stft(self, x: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
+        return torch.stft(x, n_fft, hop, window=getattr(self, f"win{n_fft}"), center=True, return_complex=True)
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        parts: dict[str, torch.Tensor] = {}
+        mr = pred.new_zeros(())
+        for n_fft, hop in RESOLUTIONS:
+            p, t = self._stft(pred, n_fft, hop), self._stft(target, n_fft, hop)
+            pm, tm = p.abs().clamp_min(1e-5), t.abs().clamp_min(1e-5)
+            sc = torch.linalg.norm(tm - pm) / torch.linalg.norm(tm).clamp_min(1e-5)
+            mr = mr + sc + F.l1_loss(pm.log(), tm.log())
+            if n_fft == 1024:
+                parts["mel"] = F.l1_loss(
+                    torch.log(torch.matmul(self.mel_fb, pm).clamp_min(1e-5)),
+                    torch.log(torch.matmul(self.mel_fb, tm).clamp_min(1e-5)),
+                )
+                # compressed complex spectra: magnitude ** 0.3 with the phase kept
+                pc = torch.view_as_real(p * pm.pow(-0.7))
+                tc = torch.view_as_real(t * tm.pow(-0.7))
+                parts["complex"] = F.mse_loss(pc, tc) * 10.0
+        parts["mrstft"] = mr / len(RESOLUTIONS)
+        parts["wav"] = F.l1_loss(pred, target) * 10.0
+        total = torch.stack([self.w[k] * v for k, v in parts.items()]).sum()
+        return total, {k: float(v.detach()) for k, v in parts.items()}
+
+
+def masked_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error over the unmasked positions (mask broadcasts over channels)."""
+    full = mask.expand_as(pred)
+    return (torch.abs(pred - target) * full).sum() / full.sum().clamp_min(1.0)
+
+
+def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    full = mask.expand_as(pred)
+    return ((pred - target) ** 2 * full).sum() / full.sum().clamp_min(1.0)
+
+
+

@@ -1,0 +1,126 @@
+"""Export the trained students, run the gate, and ship them as the joe-fast voice only if they pass."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+VOICE_NAME = "joe-fast"
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
+SHIP_DIR = PACKAGE_DIR / "voices_data" / VOICE_NAME
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def teacher_config() -> dict[str, Any]:
+    """The teacher's Piper ``.onnx.json`` content."""
+    from provisioning.voices import DEFAULT_VOICE, resolve_voice
+
+    return dict(resolve_voice(DEFAULT_VOICE).config)
+
+
+def _run_summary(run_dir: Path) -> dict[str, Any]:
+    import torch
+
+    state = torch.load(run_dir / "ckpt.pt", map_location="cpu", weights_only=False)
+    lines = (run_dir / "losses.jsonl").read_text(encoding="utf-8").splitlines()
+    last = json.loads(lines[-1]) if lines else {}
+    cfg = state["config"]
+    return {
+        "steps": int(state["step"]), "seconds": round(float(state["seconds"]), 1), "hardware": state.get("hardware"),
+        "utterances": state.get("utterances"), "seed": cfg["seed"], "batch": cfg["batch"], "lr": cfg["lr"],
+        "model": cfg["model"], "final_losses": {k: round(v, 4) for k, v in last.items() if k not in ("step", "lr", "seconds")},
+    }
+
+
+def cache_stats(cache: Path) -> dict[str, Any]:
+    """Utterances and hours of teacher audio in the teacher-data cache."""
+    import numpy as np
+
+    from provisioning.distill.teacher_data import cached_paths
+
+    samples = 0
+    paths = cached_paths(cache)
+    for p in paths:
+        with np.load(p) as f:
+            samples += int(f["wav"].shape[0])
+    return {"teacher_utterances": len(paths), "teacher_audio_hours": round(samples / 22050 / 3600, 3)}
+
+
+def ship(vocoder_run: Path, acoustic_run: Path, teacher: Path, corpus_size: int, cache: Path | None = None,
+         force_dir: Path | None = None) -> dict[str, Any]:
+    """Export both students, gate them against the teacher, and write them to SHIP_DIR (pass) or RESULTS_DIR (fail).
+
+    Args:
+        vocoder_run: training run directory of the vocoder.
+        acoustic_run: training run directory of the acoustic model.
+        teacher: the teacher's provisioned (split) directory.
+        corpus_size: sentences in the training corpus (for the record).
+        cache: the teacher-data cache (counted for the record).
+        force_dir: write here instead (tests).
+    """
+    from provisioning.distill.export import export, load_student
+    from provisioning.distill.gate import run_gate
+
+    config = teacher_config()
+    staging = RESULTS_DIR / ".staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    for role, run in (("vocoder", vocoder_run), ("acoustic", acoustic_run)):
+        model, _, _ = load_student(run)
+        export(model, role, staging / f"{role}.onnx")
+    gate = run_gate(teacher, staging, config["phoneme_id_map"], config["espeak"]["voice"])
+    from provisioning.distill.corpus import SEED
+
+    training = {
+        "corpus_sentences": corpus_size,
+        "corpus_seed": SEED,
+        **(cache_stats(cache) if cache else {}),
+        "reproduce": "make distill",
+        "machine": f"{platform.machine()} CPU, {platform.system()} {platform.release()}",
+        "vocoder": _run_summary(vocoder_run),
+        "acoustic": _run_summary(acoustic_run),
+        "gate": asdict(gate),
+    }
+    dest = force_dir or (SHIP_DIR if gate.passed else RESULTS_DIR)
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("acoustic.onnx", "vocoder.onnx"):
+        shutil.copyfile(staging / name, dest / name)
+    shutil.rmtree(staging, ignore_errors=True)
+    voice = dict(config)
+    voice["jetvox"] = {"student": True, "teacher": "en_US-joe-medium", "passed_gate": gate.passed, "training": training}
+    (dest / ("voice.json" if gate.passed else "training.json")).write_text(
+        json.dumps(voice if gate.passed else voice["jetvox"], indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+    if gate.passed:
+        log.info("students passed the gate: shipped as voice %s in %s", VOICE_NAME, dest)
+    else:
+        log.warning("students FAILED the gate (%s): not shipped; kept in %s", "; ".join(gate.reasons), dest)
+    return voice["jetvox"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    from device.config import default_state_dir
+    from provisioning.distill.corpus import DEFAULT_SIZE
+    from provisioning.distill.teacher_data import cache_dir, teacher_dir
+    from provisioning.distill.train import runs_dir
+
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--runs", type=Path, default=None, help="directory holding the vocoder/ and acoustic/ runs")
+    ap.add_argument("--corpus-size", type=int, default=DEFAULT_SIZE)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    runs = args.runs or runs_dir(default_state_dir())
+    out = ship(runs / "vocoder", runs / "acoustic", teacher_dir(default_state_dir()), args.corpus_size,
+               cache_dir(default_state_dir()))
+    print(json.dumps(out["training"]["gate"], indent=2))
+
+
+if __name__ == "__main__":
+    main()

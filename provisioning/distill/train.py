@@ -1,0 +1,277 @@
+"""Train a student (vocoder or acoustic model) on the cached teacher data, with checkpoints, seeds and a loss log."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from provisioning.distill import teacher_data
+from provisioning.distill.losses import VocoderLoss, masked_l1, masked_mse
+from provisioning.distill.models import HOP, AcousticConfig, StudentAcoustic, StudentVocoder, VocoderConfig
+
+log = logging.getLogger(__name__)
+
+CKPT = "ckpt.pt"
+LOSS_LOG = "losses.jsonl"
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of one training run (stored in every checkpoint)."""
+
+    what: str
+    """``vocoder`` or ``acoustic``."""
+    steps: int
+    """Total optimiser steps (the learning-rate schedule spans them)."""
+    seed: int = 1234
+    """Seed for torch and numpy."""
+    batch: int = 16
+    """Segments (vocoder) or sentences (acoustic) per step."""
+    lr: float = 1e-3
+    """Peak learning rate (AdamW), reached after ``warmup`` steps then cosine-decayed to 10%."""
+    warmup: int = 100
+    """Linear warm-up steps."""
+    segment: int = 32
+    """Vocoder: frames per training segment whose audio is scored."""
+    context: int = 8
+    """Vocoder: extra latent frames either side of a segment given as input (not scored)."""
+    ckpt_every: int = 200
+    """Steps between checkpoints."""
+    log_every: int = 10
+    """Steps between loss-log lines."""
+    threads: int = 1
+    """torch intra-op threads."""
+    noisy_fraction: float = 0.5
+    """Acoustic: not used; vocoder: the cache alternates noise-0 and default-noise latents (about half each)."""
+    model: dict[str, Any] = field(default_factory=dict)
+    """The student's size (a VocoderConfig or AcousticConfig as a dict)."""
+
+
+def runs_dir(state_dir: Path) -> Path:
+    """Default parent of the training runs (``vocoder/`` and ``acoustic/``)."""
+    return Path(state_dir) / "distill" / "runs"
+
+
+def _lr(cfg: TrainConfig, step: int) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    frac = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+class VocoderData:
+    """Random latent segments with context and the teacher audio of their centre."""
+
+    def __init__(self, items: list[teacher_data.Item], cfg: TrainConfig, rng: np.random.Generator) -> None:
+        self.z = [it.wav_z.astype(np.float16) for it in items if it.wav_z.shape[1] >= cfg.segment]
+        self.wav = [it.wav.astype(np.float16) for it in items if it.wav_z.shape[1] >= cfg.segment]
+        if not self.z:
+            raise ValueError(f"no cached utterance has {cfg.segment} frames or more; the teacher cache is too small")
+        lengths = np.array([z.shape[1] for z in self.z], dtype=np.float64)
+        self.p = lengths / lengths.sum()
+        self.cfg, self.rng = cfg, rng
+
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        seg, ctx = self.cfg.segment, self.cfg.context
+        zs = np.zeros((self.cfg.batch, 192, seg + 2 * ctx), dtype=np.float32)
+        ws = np.zeros((self.cfg.batch, seg * HOP), dtype=np.float32)
+        for b, n in enumerate(self.rng.choice(len(self.z), size=self.cfg.batch, p=self.p)):
+            z, wav = self.z[n], self.wav[n]
+            start = int(self.rng.integers(0, z.shape[1] - seg + 1))
+            a, e = max(0, start - ctx), min(z.shape[1], start + seg + ctx)
+            zs[b, :, a - (start - ctx) : e - (start - ctx)] = z[:, a:e]
+            ws[b] = wav[start * HOP : (start + seg) * HOP]
+        return torch.from_numpy(zs), torch.from_numpy(ws)
+
+
+class AcousticData:
+    """Padded batches of (ids, teacher durations, teacher noise-0 latents)."""
+
+    def __init__(self, items: list[teacher_data.Item], cfg: TrainConfig, rng: np.random.Generator) -> None:
+        self.items = [it for it in items if int(it.durations.sum()) == it.z0.shape[1]]
+        if not self.items:
+            raise ValueError("no cached utterance has durations that sum to its latent length")
+        self.cfg, self.rng = cfg, rng
+
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        picks = [self.items[n] for n in self.rng.choice(len(self.items), size=self.cfg.batch)]
+        p = max(len(it.ids) for it in picks)
+        t = max(it.z0.shape[1] for it in picks)
+        ids = np.zeros((len(picks), p), dtype=np.int64)
+        dur = np.zeros((len(picks), p), dtype=np.float32)
+        z = np.zeros((len(picks), 192, t), dtype=np.float32)
+        for b, it in enumerate(picks):
+            ids[b, : len(it.ids)] = it.ids
+            dur[b, : len(it.ids)] = it.durations
+            z[b, :, : it.z0.shape[1]] = it.z0
+        mask = (np.arange(p)[None, :] < np.array([len(it.ids) for it in picks])[:, None]).astype(np.float32)
+        return torch.from_numpy(ids), torch.from_numpy(mask[:, None, :]), torch.from_numpy(dur), torch.from_numpy(z)
+
+
+def build_model(cfg: TrainConfig) -> torch.nn.Module:
+    if cfg.what == "vocoder":
+        return StudentVocoder(VocoderConfig(**cfg.model))
+    if cfg.what == "acoustic":
+        m = dict(cfg.model)
+        if "dec_dilations" in m:
+            m["dec_dilations"] = tuple(m["dec_dilations"])
+        return StudentAcoustic(AcousticConfig(**m))
+    raise ValueError(f"--what must be vocoder or acoustic, got {cfg.what!r}")
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop loss-log lines written after the checkpoint being resumed (they will be written again)."""
+    if path.exists():
+        lines = [x for x in path.read_text(encoding="utf-8").splitlines() if x and json.loads(x)["step"] <= step]
+        path.write_text("".join(f"{x}\n" for x in lines), encoding="utf-8")
+
+
+def _save(path: Path, state: dict[str, Any]) -> None:
+    tmp = path.with_name(f".tmp-{path.name}")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def train(cfg: TrainConfig, cache: Path, out: Path, resume: bool = False, max_minutes: float | None = None,
+          limit_items: int | None = None) -> dict[str, Any]:
+    """Train (or continue training) one student; returns a summary (steps, seconds, last losses).
+
+    Args:
+        cfg: the run's hyper-parameters (on resume, the checkpoint's own are used, except ``steps``).
+        cache: teacher-data cache directory.
+        out: run directory for ``ckpt.pt`` and ``losses.jsonl``.
+        resume: continue from ``out/ckpt.pt`` when it exists.
+        max_minutes: stop (with a checkpoint) after this much wall time even if steps remain.
+        limit_items: use only the first N cached utterances (tests).
+    """
+    from tqdm import tqdm
+
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / CKPT
+    state: dict[str, Any] | None = None
+    if resume and ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        steps = cfg.steps
+        cfg = TrainConfig(**{**state["config"], "steps": steps, "threads": cfg.threads})
+        log.info("resuming %s from step %d", cfg.what, state["step"])
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    model = build_model(cfg)
+    if not cfg.model:
+        cfg.model = asdict(model.cfg)  # type: ignore[call-overload]
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.8, 0.99), weight_decay=0.01)
+    step, seconds = 0, 0.0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        step, seconds = int(state["step"]), float(state["seconds"])
+        if "opt" in state:  # a slim checkpoint (weights only, as kept in results/) restarts the optimiser
+            opt.load_state_dict(state["opt"])
+            rng.bit_generator.state = state["numpy_rng"]
+            torch.set_rng_state(state["torch_rng"])
+        _truncate_log(out / LOSS_LOG, step)
+
+    paths = teacher_data.cached_paths(cache)[:limit_items]
+    items = [teacher_data.load_item(p) for p in tqdm(paths, desc="loading teacher data", mininterval=5)]
+    data: VocoderData | AcousticData = VocoderData(items, cfg, rng) if cfg.what == "vocoder" else AcousticData(items, cfg, rng)
+    del items
+    loss_fn = VocoderLoss()
+    log.info("%s: %.2fM parameters, %d utterances, steps %d..%d", cfg.what,
+             sum(p.numel() for p in model.parameters()) / 1e6, len(paths), step, cfg.steps)
+
+    def checkpoint() -> None:
+        _save(ckpt_path, {
+            "config": asdict(cfg), "model": model.state_dict(), "opt": opt.state_dict(), "step": step,
+            "seconds": seconds, "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+            "utterances": len(paths), "hardware": f"{platform.processor() or platform.machine()}, {cfg.threads} torch thread(s)",
+        })
+
+    model.train()
+    acc: dict[str, float] = {}
+    last: dict[str, float] = {}
+    t0 = time.monotonic()
+    bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.what}", mininterval=10)
+    with (out / LOSS_LOG).open("a", encoding="utf-8") as logf:
+        while step < cfg.steps:
+            for g in opt.param_groups:
+                g["lr"] = _lr(cfg, step)
+            if isinstance(data, VocoderData):
+                z, wav = data.batch()
+                pred = model(z)[:, cfg.context * HOP : (cfg.context + cfg.segment) * HOP]
+                loss, parts = loss_fn(pred, wav)
+            else:
+                ids, mask, dur, z = data.batch()
+                assert isinstance(model, StudentAcoustic)
+                zp, logd = model.forward_train(ids, mask, dur, z.shape[2])
+                fmask = (torch.arange(z.shape[2])[None, :] < dur.sum(1, keepdim=True)).float()[:, None, :]
+                zl = masked_l1(zp, z, fmask)
+                dl = masked_mse(logd[:, None, :], torch.log1p(dur)[:, None, :], mask)
+                loss, parts = zl + dl, {"z_l1": zl.item(), "logdur_mse": dl.item()}
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            step += 1
+            for k, v in {"loss": loss.item(), **parts}.items():
+                acc[k] = acc.get(k, 0.0) + v
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                n = cfg.log_every if step % cfg.log_every == 0 else step % cfg.log_every
+                last = {k: v / n for k, v in acc.items()}
+                acc = {}
+                elapsed = seconds + time.monotonic() - t0
+                logf.write(json.dumps({"step": step, "lr": _lr(cfg, step - 1), "seconds": round(elapsed, 1), **last}) + "\n")
+                logf.flush()
+                bar.set_postfix(loss=f"{last['loss']:.3f}")
+            bar.update(1)
+            over = max_minutes is not None and time.monotonic() - t0 > max_minutes * 60
+            if step % cfg.ckpt_every == 0 or step == cfg.steps or over:
+                seconds += time.monotonic() - t0
+                t0 = time.monotonic()
+                checkpoint()
+            if over:
+                log.info("time budget of %.1f min reached at step %d; checkpoint saved", max_minutes, step)
+                break
+    bar.close()
+    return {"what": cfg.what, "steps": step, "target_steps": cfg.steps, "seconds": round(seconds, 1),
+            "losses": last, "utterances": len(paths), "seed": cfg.seed, "threads": cfg.threads}
+
+
+def main(argv: list[str] | None = None) -> None:
+    from device.config import default_state_dir
+
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--what", choices=("vocoder", "acoustic"), required=True)
+    ap.add_argument("--steps", type=int, required=True)
+    ap.add_argument("--out", type=Path, default=None, help="run directory (default: STATE/distill/runs/WHAT)")
+    ap.add_argument("--resume", action="store_true", help="continue from OUT/ckpt.pt if present")
+    ap.add_argument("--cache", type=Path, default=None, help="teacher-data cache (default: under the state dir)")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 1)))
+    ap.add_argument("--ckpt-every", type=int, default=200)
+    ap.add_argument("--max-minutes", type=float, default=None, help="stop early (checkpointed) after this wall time")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    cache = args.cache or teacher_data.cache_dir(default_state_dir())
+    out = args.out or runs_dir(default_state_dir()) / args.what
+    cfg = TrainConfig(what=args.what, steps=args.steps, seed=args.seed, batch=args.batch, lr=args.lr,
+                      threads=args.threads, ckpt_every=args.ckpt_every)
+    summary = train(cfg, cache, out, args.resume, args.max_minutes)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    log.info("done: %s", summary)
+
+
+if __name__ == "__main__":
+    main()

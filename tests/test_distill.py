@@ -1,0 +1,233 @@
+"""Tests for the distillation pipeline: corpus, MAC counting, iSTFT, a tiny end-to-end training run, export and chunking."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from provisioning.corpus import EVAL_SENTENCES, normalised_key
+from provisioning.distill.corpus import generate
+
+torch = pytest.importorskip("torch", reason="the distillation extra (pip install .[train]) is not installed")
+
+from provisioning.distill import teacher_data  # noqa: E402
+from provisioning.distill.costs import count_macs  # noqa: E402
+from provisioning.distill.export import INTERFACES, check_interface, export, load_student  # noqa: E402
+from provisioning.distill.models import HOP, InverseSTFT, StudentVocoder, VocoderConfig  # noqa: E402
+from provisioning.distill.train import TrainConfig, train  # noqa: E402
+
+SHIPPED = Path(__file__).resolve().parent.parent / "provisioning" / "voices_data" / "joe-fast"
+OVERLAP = 16  # frames either side, as device.synthesis vocodes
+
+
+# --- corpus -------------------------------------------------------------------------------------------
+
+
+def test_corpus_is_deterministic_distinct_and_disjoint() -> None:
+    a, b = generate(500, seed=7), generate(500, seed=7)
+    assert a == b and len(a) == 500
+    keys = [normalised_key(s) for s in a]
+    assert len(set(keys)) == len(keys)
+    assert not set(keys) & {normalised_key(s) for s in EVAL_SENTENCES}
+
+
+def test_corpus_excludes_extra_sets() -> None:
+    first = generate(100, seed=3)
+    again = generate(100, seed=3, exclude=first[:10])
+    assert not {normalised_key(s) for s in first[:10]} & {normalised_key(s) for s in again}
+
+
+def test_full_corpus_is_a_few_thousand() -> None:
+    assert len(generate()) >= 3000
+
+
+# --- MAC counting -------------------------------------------------------------------------------------
+
+
+def test_mac_count_of_a_known_graph() -> None:
+    rng = np.random.default_rng(0)
+    w_conv = numpy_helper.from_array(rng.standard_normal((8, 4, 3)).astype(np.float32), "w_conv")
+    w_ct = numpy_helper.from_array(rng.standard_normal((8, 2, 4)).astype(np.float32), "w_ct")
+    w_mm = numpy_helper.from_array(rng.standard_normal((4, 5)).astype(np.float32), "w_mm")
+    w_g = numpy_helper.from_array(rng.standard_normal((6, 5)).astype(np.float32), "w_g")
+    nodes = [
+        helper.make_node("Conv", ["x", "w_conv"], ["c"], pads=[1, 1]),  # [1,8,T]: 8*T outputs * 4*3
+        helper.make_node("ConvTranspose", ["c", "w_ct"], ["ct"], strides=[2]),  # 8*T inputs * 2*4
+        helper.make_node("Flatten", ["ct"], ["flat"], axis=0),
+        helper.make_node("Reshape", ["flat", "shape"], ["r"]),
+        helper.make_node("MatMul", ["r", "w_mm"], ["m"]),  # [N,4]@[4,5]: N*5*4
+        helper.make_node("Gemm", ["m", "w_g"], ["y"], transB=1),  # [N,5]x[5,6]: N*6*5
+    ]
+    shape = numpy_helper.from_array(np.array([-1, 4], dtype=np.int64), "shape")
+    graph = helper.make_graph(
+        nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, "T"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w_conv, w_ct, w_mm, w_g, shape],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    t = 10
+    macs = count_macs(model, {"x": np.zeros((1, 4, t), np.float32)})
+    ct_len = (t - 1) * 2 + 4
+    n = (2 * ct_len) // 4  # ConvTranspose output [1, 2, ct_len] as rows of 4
+    assert macs.by_op == {"Conv": 8 * t * 4 * 3, "ConvTranspose": 8 * t * 2 * 4, "MatMul": n * 5 * 4, "Gemm": n * 6 * 5}
+    assert macs.total == sum(macs.by_op.values()) and macs.uncounted == 0
+
+
+# --- models -------------------------------------------------------------------------------------------
+
+
+def test_inverse_stft_inverts_an_analysis_stft() -> None:
+    x = torch.randn(1, HOP * 30)
+    pad = (1024 - HOP) // 2
+    spec = torch.stft(torch.nn.functional.pad(x, (pad, pad + HOP)), 1024, HOP, window=torch.hann_window(1024),
+                      center=False, return_complex=True)
+    y = InverseSTFT()(spec.real, spec.imag)
+    assert y.shape[-1] == spec.shape[-1] * HOP
+    assert torch.allclose(y[0, : x.shape[1]], x[0], atol=1e-5)
+
+
+def test_vocoder_receptive_field_fits_the_streaming_overlap() -> None:
+    assert VocoderConfig().receptive_frames() <= OVERLAP
+
+
+# --- a tiny end-to-end run on a synthetic teacher cache ---------------------------------------------------
+
+
+def _fake_cache(directory: Path, n: int = 6) -> Path:
+    rng = np.random.default_rng(0)
+    directory.mkdir(parents=True, exist_ok=True)
+    for k in range(n):
+        ids = rng.integers(1, 150, size=rng.integers(12, 30))
+        dur = rng.integers(1, 5, size=ids.size).astype(np.float32)
+        t = int(dur.sum())
+        z0 = rng.standard_normal((192, t)).astype(np.float16)
+        wav = (0.1 * rng.standard_normal(t * HOP)).astype(np.float16)
+        np.savez(directory / f"{k:05d}-0.npz", ids=ids.astype(np.int16), durations=dur, z0=z0, zn=z0, wav=wav,
+                 wav_from=np.array("z0"), text=np.array(f"sentence {k}"))
+    return directory
+
+
+def _chunked(sess, z: np.ndarray, first: int, size: int) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Vocode as device.synthesis does: chunks with OVERLAP frames of context either side, trimmed."""
+    total, start, out = z.shape[2], 0, []
+    while start < total:
+        end = min(total, start + (first if start == 0 else size))
+        a, b = max(0, start - OVERLAP), min(total, end + OVERLAP)
+        audio = sess.run(["audio"], {"z": np.ascontiguousarray(z[:, :, a:b])})[0][0]
+        lo = (start - a) * HOP
+        out.append(audio[lo : lo + (end - start) * HOP])
+        start = end
+    return np.concatenate(out)
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("distill")
+    cache = _fake_cache(root / "cache")
+    runs = {}
+    for what, model in (("vocoder", {"dim": 32, "blocks": 2, "mult": 2, "in_kernel": 3}),
+                        ("acoustic", {"dim": 16, "enc_layers": 1, "dec_dilations": [1, 2]})):
+        cfg = TrainConfig(what=what, steps=4, batch=2, segment=8, context=4, ckpt_every=2, log_every=2, model=model)
+        summary = train(cfg, cache, root / what)
+        assert summary["steps"] == 4
+        runs[what] = root / what
+    return runs
+
+
+def test_tiny_training_logs_and_resumes(tiny_runs: dict[str, Path]) -> None:
+    run = tiny_runs["vocoder"]
+    lines = [json.loads(x) for x in (run / "losses.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [2, 4] and all(np.isfinite(x["loss"]) for x in lines)
+    cfg = TrainConfig(what="vocoder", steps=6)
+    summary = train(cfg, run.parent / "cache", run, resume=True)
+    assert summary["steps"] == 6
+    assert [json.loads(x)["step"] for x in (run / "losses.jsonl").read_text().splitlines()][-1] == 6
+
+
+def test_export_has_the_teacher_interface_and_matches_torch(tiny_runs: dict[str, Path], tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    for role in ("vocoder", "acoustic"):
+        model, _, _ = load_student(tiny_runs[role])
+        path = export(model, role, tmp_path / f"{role}.onnx")
+        check_interface(path, role)
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        assert [i.name for i in sess.get_inputs()] == [n for n, _, _ in INTERFACES[role][0]]
+        if role == "acoustic":
+            ids = np.array([[1, 0, 20, 0, 35, 0, 14, 0, 2]], dtype=np.int64)
+            for scale in (1.0, 2.0):
+                feeds = {"input": ids, "input_lengths": np.array([9]), "scales": np.array([0.667, scale, 0.8], np.float32)}
+                z, dur = sess.run(["z", "durations"], feeds)
+                with torch.no_grad():
+                    zt, dt = model(torch.from_numpy(ids), torch.tensor([9]), torch.from_numpy(feeds["scales"]))
+                assert z.shape == (1, 192, int(dur.sum())) and dur.shape == (1, 9)
+                np.testing.assert_allclose(z, zt.numpy(), atol=1e-4)
+                np.testing.assert_array_equal(dur, dt.numpy())
+        else:
+            z = np.random.default_rng(1).standard_normal((1, 192, 57)).astype(np.float32)
+            audio = sess.run(["audio"], {"z": z})[0]
+            assert audio.shape == (1, 57 * HOP)
+            with torch.no_grad():
+                np.testing.assert_allclose(audio, model(torch.from_numpy(z)).numpy(), atol=1e-4)
+
+
+def test_student_vocoder_chunked_equals_unchunked(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    torch.manual_seed(0)
+    path = export(StudentVocoder(), "vocoder", tmp_path / "vocoder.onnx")  # the shipped size, random weights
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    z = np.random.default_rng(2).standard_normal((1, 192, 150)).astype(np.float32)
+    full = sess.run(["audio"], {"z": z})[0][0]
+    for first, size in ((8, 32), (12, 40), (20, 25)):
+        np.testing.assert_allclose(_chunked(sess, z, first, size), full, atol=1e-4)
+
+
+# --- the real teacher and the shipped voice ---------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_teacher_cache_from_the_real_teacher(tmp_path: Path) -> None:
+    from tests.voicefix import provisioned_state_dir
+
+    state = provisioned_state_dir()
+    written = teacher_data.build_cache(state, ["The heat pump is warming up.", "Hello there. Good night!"], tmp_path)
+    assert written == 3
+    items = [teacher_data.load_item(p) for p in teacher_data.cached_paths(tmp_path)]
+    for it in items:
+        assert int(it.durations.sum()) == it.z0.shape[1]
+        assert it.wav.shape[0] == HOP * it.wav_z.shape[1]
+    assert teacher_data.build_cache(state, ["The heat pump is warming up."], tmp_path) == 0  # cached
+
+
+@pytest.mark.skipif(not SHIPPED.is_dir(), reason="no shipped student voice")
+def test_shipped_students_have_the_teacher_interface() -> None:
+    for role in ("acoustic", "vocoder"):
+        check_interface(SHIPPED / f"{role}.onnx", role)
+        onnx.checker.check_model(onnx.load(str(SHIPPED / f"{role}.onnx")))
+    meta = json.loads((SHIPPED / "voice.json").read_text(encoding="utf-8"))
+    assert meta["jetvox"]["student"] is True and meta["jetvox"]["passed_gate"] is True
+    assert sum(p.stat().st_size for p in SHIPPED.iterdir()) < 20e6
+
+
+RESULTS = Path(__file__).resolve().parent.parent / "provisioning" / "distill" / "results"
+
+
+@pytest.mark.skipif(not (RESULTS / "vocoder.onnx").is_file(), reason="no parked (unshipped) students")
+def test_parked_students_have_the_teacher_interface_and_stream_seamlessly() -> None:
+    import onnxruntime as ort
+
+    for role in ("acoustic", "vocoder"):
+        check_interface(RESULTS / f"{role}.onnx", role)
+    acoustic = ort.InferenceSession(str(RESULTS / "acoustic.onnx"), providers=["CPUExecutionProvider"])
+    ids = np.array([[1, 0, 20, 0, 59, 0, 24, 0, 27, 0, 2]], dtype=np.int64)
+    z = acoustic.run(["z"], {"input": ids, "input_lengths": np.array([11]),
+                             "scales": np.array([0.667, 1.0, 0.8], np.float32)})[0]
+    z = np.concatenate([z, z, z], axis=2)  # long enough for several chunks
+    vocoder = ort.InferenceSession(str(RESULTS / "vocoder.onnx"), providers=["CPUExecutionProvider"])
+    full = vocoder.run(["audio"], {"z": z})[0][0]
+    np.testing.assert_allclose(_chunked(vocoder, z, 8, 24), full, atol=1e-4)
