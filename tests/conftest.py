@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 import pytest
+
+# Provisioning in tests stops after the FP32 split unless a test asks for INT8 itself (test_int8 and
+# test_calibration do, with their own settings): the full INT8 chain with its gate takes ~5 minutes.
+os.environ.setdefault("JETVOX_INT8", "off")
 
 from device import config
 from device.mosquitto import BrokerError, Mosquitto
