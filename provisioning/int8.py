@@ -392,15 +392,15 @@ def int8_steps(
     section["vocoder"] = voc
     data["precision"]["vocoder"] = voc["precision"]
     if voc["precision"] == "int8":
-        data["models"]["vocoder_int8"] = {
-            **{k: v for k, v in data["models"]["vocoder"].items() if k in ("inputs", "outputs")},
-            "file": vocoder_out.name,
-            "sha256": sha256_file(vocoder_out),
-            "excluded_nodes": voc["excluded_nodes"],
-            "float_layers": voc["float_layers"],
-            "calibration": voc["calibration"]["chosen"],
-            "activation": activation,
-        }
+        data["models"]["vocoder_int8"] = _int8_entry(
+            data,
+            "vocoder",
+            vocoder_out,
+            excluded_nodes=voc["excluded_nodes"],
+            float_layers=voc["float_layers"],
+            calibration=voc["calibration"]["chosen"],
+            activation=activation,
+        )
     if settings.acoustic:
         acoustic_out = out_dir / ACOUSTIC_INT8
         ac = runner.run(
@@ -412,16 +412,18 @@ def int8_steps(
         section["acoustic"] = ac
         data["precision"]["acoustic"] = ac["precision"]
         if ac["precision"] == "int8":
-            data["models"]["acoustic_int8"] = {
-                **{k: v for k, v in data["models"]["acoustic"].items() if k in ("inputs", "outputs")},
-                "file": acoustic_out.name,
-                "sha256": sha256_file(acoustic_out),
-                "quantized_part": ac["part"],
-                "activation": activation,
-            }
+            data["models"]["acoustic_int8"] = _int8_entry(
+                data, "acoustic", acoustic_out, quantized_part=ac["part"], activation=activation
+            )
     else:
         section["acoustic"] = {"precision": "fp32", "reason": "not tried (settings.acoustic is off)"}
     data["int8"] = section
+
+
+def _int8_entry(data: dict[str, Any], role: str, path: Path, **extra: Any) -> dict[str, Any]:
+    """Manifest entry of an INT8 model: the FP32 model's tensors, the file, its hash and ``extra``."""
+    tensors = {k: v for k, v in data["models"][role].items() if k in ("inputs", "outputs")}
+    return {**tensors, "file": path.name, "sha256": sha256_file(path), **extra}
 
 
 def _calibration_step(ctx: _Context, path: Path) -> dict[str, Any]:
