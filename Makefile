@@ -27,7 +27,9 @@ $(STAMP): pyproject.toml scripts/apt-deps.sh Makefile
 	$(PY) -m pip install -q --no-deps --upgrade --target $(VENV)/tensorrt-stubs 'tensorrt-stubs==10.13.0.35.1'
 	# The distillation tests need PyTorch; take a CPU build only if one is at hand offline (a plain
 	# `pip install torch` would pull gigabytes of CUDA wheels). Without it those tests are skipped.
-	$(PY) -m pip install -q --no-index 'torch==2.13.0' 2>/dev/null || echo "setup: no offline CPU torch wheel; distillation tests will be skipped"
+	if $(PY) -m pip download -q --no-index --no-deps -d $(VENV)/.torch-probe 'torch==2.13.0' >/dev/null 2>&1; then \
+	  rm -rf $(VENV)/.torch-probe; $(PY) -m pip install -q 'torch==2.13.0'; \
+	else echo "setup: no offline CPU torch wheel; distillation tests will be skipped"; fi
 	touch $@
 
 provision: setup
