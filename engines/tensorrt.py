@@ -281,12 +281,7 @@ class CudaWorker:
             raise RuntimeError("CudaWorker.drain() must run on the worker thread")
         for pending in [p for p in self._pending if p.owner is owner]:
             self._pending.remove(pending)
-            try:
-                pending.event.synchronize()
-            except Exception as exc:
-                self._complete(pending, exc)
-            else:
-                self._complete(pending)
+            self._settle(pending)
 
     # -- worker thread --------------------------------------------------------------------
 
@@ -369,14 +364,17 @@ class CudaWorker:
         self._pending = still
 
     def _wait_oldest(self) -> None:
-        oldest = self._pending.pop(0)
-        try:
-            oldest.event.synchronize()
-        except Exception as exc:
-            self._complete(oldest, exc)
-        else:
-            self._complete(oldest)
+        self._settle(self._pending.pop(0))
         self._reap()
+
+    def _settle(self, pending: "_Pending") -> None:
+        """Block until ``pending``'s event has fired, then complete its future (with the error, if any)."""
+        try:
+            pending.event.synchronize()
+        except Exception as exc:
+            self._complete(pending, exc)
+        else:
+            self._complete(pending)
 
     @staticmethod
     def _complete(pending: _Pending, error: BaseException | None = None) -> None:
