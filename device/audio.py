@@ -6,7 +6,7 @@ import io
 import logging
 import wave
 from pathlib import Path
-from typing import BinaryIO, Iterable, Protocol
+from typing import BinaryIO, Protocol
 
 import numpy as np
 
@@ -34,14 +34,14 @@ def to_pcm16(audio: np.ndarray) -> bytes:
     return (np.clip(audio, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
 
 
-def wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
-    """A whole mono 16-bit WAV file in memory."""
+def wav_bytes(pcm: bytes, sample_rate: int) -> bytes:
+    """A whole mono 16-bit WAV file in memory around s16le ``pcm`` (Hermes playBytes)."""
     buf = io.BytesIO()
     with wave.open(buf, "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
         w.setframerate(sample_rate)
-        w.writeframes(to_pcm16(audio))
+        w.writeframes(pcm)
     return buf.getvalue()
 
 
@@ -126,14 +126,3 @@ class SpeakerSink:
         finally:
             self._stream.close()
 
-
-def play_all(chunks: Iterable[np.ndarray], sinks: Iterable[Sink]) -> None:
-    """Write every chunk to every sink, then close them."""
-    sinks = list(sinks)
-    try:
-        for chunk in chunks:
-            for sink in sinks:
-                sink.write(chunk)
-    finally:
-        for sink in sinks:
-            sink.close()

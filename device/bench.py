@@ -110,8 +110,10 @@ def _piper_system(cfg: Config, closer: _Closer) -> Stream:
     return stream
 
 
-def available_systems(cfg: Config, closer: _Closer, wanted: tuple[str, ...]) -> dict[str, Stream]:
-    """Load every system that can run here (or only ``wanted``)."""
+def available_systems(
+    cfg: Config, closer: _Closer, wanted: tuple[str, ...], manifest: dict
+) -> dict[str, Stream]:
+    """Load every system that can run here (or only ``wanted``) for the provisioned voice ``manifest``."""
     from provisioning import manifest as mf
 
     systems: dict[str, Stream] = {}
@@ -119,7 +121,6 @@ def available_systems(cfg: Config, closer: _Closer, wanted: tuple[str, ...]) -> 
     def want(name: str) -> bool:
         return not wanted or name in wanted
 
-    manifest = mf.read_manifest(mf.voice_dir(cfg.state_dir, cfg.voice.name))
     if want("jetvox-fp32"):
         systems["jetvox-fp32"] = _jetvox_system(cfg, closer, "fp32")
     if want("jetvox-int8") and "vocoder_int8" in manifest["models"]:
@@ -157,8 +158,11 @@ def run_bench(cfg: Config, opts: BenchOptions) -> int:
     sentences = list(EVAL_SENTENCES[: opts.limit] if opts.limit else EVAL_SENTENCES)
     closer = _Closer()
     try:
-        systems = available_systems(cfg, closer, opts.systems)
-        sr = 22050
+        from provisioning import manifest as mf
+
+        manifest = mf.read_manifest(mf.voice_dir(cfg.state_dir, cfg.voice.name))
+        systems = available_systems(cfg, closer, opts.systems, manifest)
+        sr = int(manifest["sample_rate"])
         results = {name: SystemResult(name) for name in systems}
         for name, stream in systems.items():  # warm-up: first runs allocate
             measure(stream, "Warm up.", sr)

@@ -81,13 +81,12 @@ def load_voice(cfg: Config, precision: str | None = None, voice_name: str | None
         want = manifest.get("precision", {}).get("vocoder", "fp32")
     roles = {"acoustic": "acoustic", "vocoder": "vocoder"}
     if want == "int8":
-        for role in ("acoustic", "vocoder"):
-            if f"{role}_int8" in manifest["models"] and manifest.get("precision", {}).get(role) == "int8":
-                roles[role] = f"{role}_int8"
-        if roles["vocoder"] == "vocoder" and "vocoder_int8" in manifest["models"]:
-            roles["vocoder"] = "vocoder_int8"  # forced: use it even if the gate preferred fp32
-        if roles["vocoder"] == "vocoder":
+        models = manifest["models"]
+        if "vocoder_int8" not in models:
             raise mf.ManifestError(f"voice {name} has no INT8 vocoder; provisioning did not build one")
+        roles["vocoder"] = "vocoder_int8"  # also when forced against the gate's choice
+        if "acoustic_int8" in models and manifest.get("precision", {}).get("acoustic") == "int8":
+            roles["acoustic"] = "acoustic_int8"
     elif want != "fp32":
         raise ValueError(f"precision must be auto, fp32 or int8, got {want!r}")
     engines = {}

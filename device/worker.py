@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import io
 import logging
 import threading
 import time
-import wave
 from typing import Iterator, Optional
 
 import numpy as np
 
+from device.audio import wav_bytes
 from device.cache import AudioCache, CachedAudio, cache_key, voice_identity
 from device.config import Config
 from device.jobs import JobBook
@@ -219,7 +218,7 @@ class SynthesisWorker(threading.Thread):
         if key is not None and cached is None and self._cache is not None:
             self._cache.put(key, CachedAudio(sample_rate=sample_rate, chunks=pcm_chunks))
         if job.hermes is not None and "mqtt" in targets:
-            wav = _wav_file(b"".join(pcm_chunks), sample_rate)
+            wav = wav_bytes(b"".join(pcm_chunks), sample_rate)
             mids.append(self._book.broker.publish(self._topics.play_bytes(job.id), wav))
         status = Status(
             id=job.id,
@@ -241,17 +240,6 @@ def _close(stream: object) -> None:
     close = getattr(stream, "close", None)
     if close is not None:
         close()
-
-
-def _wav_file(pcm: bytes, sample_rate: int) -> bytes:
-    """A mono 16-bit WAV file around s16le ``pcm`` (Hermes playBytes)."""
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(sample_rate)
-        w.writeframes(pcm)
-    return buf.getvalue()
 
 
 def _from_cache(cached: CachedAudio) -> Iterator[tuple[np.ndarray, bytes]]:

@@ -159,6 +159,16 @@ class _Pending:
 _Job = Union[_Call, _Launch]
 
 
+def _fulfil(future: Future[Any], fn: Callable[[], Any]) -> None:
+    """Run ``fn`` and put its result, or what it raised, into ``future``."""
+    try:
+        result = fn()
+    except BaseException as exc:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
+
+
 class CudaWorker:
     """The one thread that owns the process's CUDA context; every pycuda and TensorRT runtime call runs on it.
 
@@ -333,12 +343,7 @@ class CudaWorker:
         if not job.future.set_running_or_notify_cancel():
             return
         if isinstance(job, _Call):
-            try:
-                result = job.fn()
-            except BaseException as exc:
-                job.future.set_exception(exc)
-            else:
-                job.future.set_result(result)
+            _fulfil(job.future, job.fn)
             return
         self.drain(job.owner)
         try:
@@ -381,12 +386,7 @@ class CudaWorker:
         if error is not None:
             pending.future.set_exception(EngineError(f"GPU work failed: {error}"))
             return
-        try:
-            result = pending.finish()
-        except BaseException as exc:
-            pending.future.set_exception(exc)
-        else:
-            pending.future.set_result(result)
+        _fulfil(pending.future, pending.finish)
 
     def _teardown(self, context: cuda.Context) -> None:
         while self._pending:
