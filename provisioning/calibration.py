@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
-from provisioning.corpus import EVAL_SENTENCES, check_disjoint, normalised_key
+from provisioning.corpus import HELD_OUT, check_disjoint, normalised_key
 
 if TYPE_CHECKING:
     import onnx
@@ -129,7 +129,7 @@ def generate_sentences(count: int = DEFAULT_SIZE, seed: int = DEFAULT_SEED) -> l
     if count <= 0:
         raise ValueError(f"count must be positive, got {count}")
     rng = random.Random(seed)
-    banned = {normalised_key(s) for s in EVAL_SENTENCES}
+    banned = {normalised_key(s) for s in HELD_OUT}
     seen: set[str] = set()
     out: list[str] = []
     attempts = 0

@@ -12,7 +12,7 @@ from onnx import TensorProto, helper
 
 from device.normalize import prepare
 from provisioning import calibration as cal
-from provisioning.corpus import EVAL_SENTENCES, check_disjoint, normalised_key
+from provisioning.corpus import HELD_OUT, check_disjoint, normalised_key
 
 
 def test_corpus_has_at_least_200_distinct_sentences() -> None:
@@ -31,7 +31,7 @@ def test_corpus_is_deterministic_per_seed() -> None:
 def test_corpus_is_disjoint_from_the_evaluation_sentences() -> None:
     sentences = cal.generate_sentences(1000, seed=123)
     check_disjoint(sentences)  # raises on overlap
-    eval_keys = {normalised_key(s) for s in EVAL_SENTENCES}
+    eval_keys = {normalised_key(s) for s in HELD_OUT}
     assert not eval_keys & {normalised_key(s) for s in sentences}
 
 

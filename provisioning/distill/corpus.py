@@ -216,9 +216,9 @@ def generate(size: int = DEFAULT_SIZE, seed: int = SEED, exclude: Iterable[str] 
     """
     exclude = list(exclude)
     banned = {normalised_key(s) for s in exclude}
-    from provisioning.corpus import EVAL_SENTENCES
+    from provisioning.corpus import HELD_OUT
 
-    banned.update(normalised_key(s) for s in EVAL_SENTENCES)
+    banned.update(normalised_key(s) for s in HELD_OUT)
     rng = random.Random(seed)
     out: list[str] = []
     seen: set[str] = set()
