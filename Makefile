@@ -46,8 +46,11 @@ distill: provision
 	$(PY) -m pip install -q 'torch==2.13.0' 'tqdm>=4.66'
 	$(PY) -m provisioning.distill.teacher_data --shard 0 --shards 2 $(DISTILL_LIMIT) & pid=$$!; \
 	  $(PY) -m provisioning.distill.teacher_data --shard 1 --shards 2 $(DISTILL_LIMIT) && wait $$pid
+	# two learning-rate phases each: the first run, then a continuation with a fresh, lower cosine
 	$(PY) -m provisioning.distill.train --what vocoder --steps 6400 --threads 1 --resume
+	$(PY) -m provisioning.distill.train --what vocoder --steps 11400 --threads 1 --resume --extend-lr 5e-4
 	$(PY) -m provisioning.distill.train --what acoustic --steps 5000 --batch 8 --threads 1 --resume
+	$(PY) -m provisioning.distill.train --what acoustic --steps 10000 --batch 8 --threads 1 --resume --extend-lr 5e-4
 	$(PY) -m provisioning.distill.ship
 
 # On a device, as root: code and venv in /opt/jetvox, config in /etc/jetvox, systemd units enabled.
@@ -61,6 +64,8 @@ test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
 
 bench: provision
+	# the distilled student, when one is shipped, runs beside the teacher and piper-tts
+	if [ -f provisioning/voices_data/joe-fast/voice.json ]; then $(JETVOX) provision --voice joe-fast; fi
 	$(JETVOX) bench --wer
 
 # Type-check the TensorRT / pycuda code (no GPU needed); also part of `make test`.

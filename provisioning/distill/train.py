@@ -56,6 +56,10 @@ class TrainConfig:
     """Acoustic: not used; vocoder: the cache alternates noise-0 and default-noise latents (about half each)."""
     model: dict[str, Any] = field(default_factory=dict)
     """The student's size (a VocoderConfig or AcousticConfig as a dict)."""
+    phases: list[dict[str, float]] = field(default_factory=list)
+    """Learning-rate phases ``{"until": step, "lr": peak}``; each warms up and cosine-decays on its own span.
+    Empty means one phase (``steps``, ``lr``). An extended run (``--resume`` with more steps and a new ``--lr``)
+    appends a phase, so the schedule of the finished steps is never rewritten."""
 
 
 def runs_dir(state_dir: Path) -> Path:
@@ -64,10 +68,26 @@ def runs_dir(state_dir: Path) -> Path:
 
 
 def _lr(cfg: TrainConfig, step: int) -> float:
+    start, until, peak = 0, cfg.steps, cfg.lr
+    for phase in cfg.phases:
+        until, peak = int(phase["until"]), float(phase["lr"])
+        if step < until:
+            break
+        start = until
+    step -= start
     if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    frac = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
-    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+        return peak * (step + 1) / cfg.warmup
+    frac = min(1.0, (step - cfg.warmup) / max(1, until - start - cfg.warmup))
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def extend(saved: dict[str, Any], steps: int, lr: float | None) -> dict[str, Any]:
+    """The config of a resumed run: ``steps`` total; with ``lr``, a new phase from the saved target to ``steps``."""
+    cfg = {**saved, "steps": steps}
+    if lr is not None and steps > saved["steps"]:
+        done = list(saved.get("phases") or [{"until": saved["steps"], "lr": saved["lr"]}])
+        cfg["phases"] = [*done, {"until": steps, "lr": lr}]
+    return cfg
 
 
 class VocoderData:
@@ -144,7 +164,7 @@ def _save(path: Path, state: dict[str, Any]) -> None:
 
 
 def train(cfg: TrainConfig, cache: Path, out: Path, resume: bool = False, max_minutes: float | None = None,
-          limit_items: int | None = None) -> dict[str, Any]:
+          limit_items: int | None = None, extend_lr: float | None = None) -> dict[str, Any]:
     """Train (or continue training) one student; returns a summary (steps, seconds, last losses).
 
     Args:
@@ -154,6 +174,8 @@ def train(cfg: TrainConfig, cache: Path, out: Path, resume: bool = False, max_mi
         resume: continue from ``out/ckpt.pt`` when it exists.
         max_minutes: stop (with a checkpoint) after this much wall time even if steps remain.
         limit_items: use only the first N cached utterances (tests).
+        extend_lr: on resume past the checkpoint's target, the peak learning rate of the added phase
+            (None continues the saved schedule stretched to ``cfg.steps``).
     """
     from tqdm import tqdm
 
@@ -162,8 +184,7 @@ def train(cfg: TrainConfig, cache: Path, out: Path, resume: bool = False, max_mi
     state: dict[str, Any] | None = None
     if resume and ckpt_path.exists():
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        steps = cfg.steps
-        cfg = TrainConfig(**{**state["config"], "steps": steps, "threads": cfg.threads})
+        cfg = TrainConfig(**{**extend(state["config"], cfg.steps, extend_lr), "threads": cfg.threads})
         log.info("resuming %s from step %d", cfg.what, state["step"])
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -244,7 +265,7 @@ def train(cfg: TrainConfig, cache: Path, out: Path, resume: bool = False, max_mi
                 break
     bar.close()
     return {"what": cfg.what, "steps": step, "target_steps": cfg.steps, "seconds": round(seconds, 1),
-            "losses": last, "utterances": len(paths), "seed": cfg.seed, "threads": cfg.threads}
+            "losses": last, "utterances": len(paths), "seed": cfg.seed, "threads": cfg.threads, "phases": cfg.phases}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -261,6 +282,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 1)))
     ap.add_argument("--ckpt-every", type=int, default=200)
+    ap.add_argument("--extend-lr", type=float, default=None,
+                    help="with --resume past the saved target: peak learning rate of a new cosine phase")
     ap.add_argument("--max-minutes", type=float, default=None, help="stop early (checkpointed) after this wall time")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -268,7 +291,7 @@ def main(argv: list[str] | None = None) -> None:
     out = args.out or runs_dir(default_state_dir()) / args.what
     cfg = TrainConfig(what=args.what, steps=args.steps, seed=args.seed, batch=args.batch, lr=args.lr,
                       threads=args.threads, ckpt_every=args.ckpt_every)
-    summary = train(cfg, cache, out, args.resume, args.max_minutes)
+    summary = train(cfg, cache, out, args.resume, args.max_minutes, extend_lr=args.extend_lr)
     (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     log.info("done: %s", summary)
 
