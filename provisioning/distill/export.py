@@ -10,7 +10,7 @@ from typing import Union
 import numpy as np
 import torch
 
-from provisioning.distill.models import LATENT, InverseSTFT
+from provisioning.distill.models import HOP, LATENT, N_FFT, InverseSTFT
 from provisioning.distill.train import CKPT, TrainConfig, build_model
 
 log = logging.getLogger(__name__)
@@ -24,6 +24,10 @@ ACOUSTIC_OUTPUTS: Spec = (("z", "float32", [1, LATENT, "frames"]), ("durations",
 VOCODER_INPUTS: Spec = (("z", "float32", [1, LATENT, "frames"]),)
 VOCODER_OUTPUTS: Spec = (("audio", "float32", [1, "samples"]),)
 INTERFACES = {"acoustic": (ACOUSTIC_INPUTS, ACOUSTIC_OUTPUTS), "vocoder": (VOCODER_INPUTS, VOCODER_OUTPUTS)}
+
+
+FP16_MIN_ELEMENTS = 1024
+"""Float initializers at least this large are stored as float16 with a Cast back to float32 (folded at load)."""
 
 
 class InterfaceError(ValueError):
@@ -53,6 +57,106 @@ def _fix_io(path: Path, role: str) -> None:
         for vi, (name, dtype, shape) in zip(vis, spec):
             vi.CopyFrom(helper.make_tensor_value_info(name, types[dtype], shape))
     model.graph.name = f"jetvox-student-{role}"
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
+def _basis_nodes(name: str, layout: str, n_fft: int, bins: int) -> tuple[list, list]:
+    """Nodes (and two tiny constants) that compute the inverse-STFT basis into ``name`` from float ranges.
+
+    The phase is ``2 pi ((k n) mod n_fft) / n_fft`` in float32, exact because ``k n`` stays below 2**24 and
+    n_fft is a power of two; window and per-bin scale are stored (a few KB). Plain float ops, so both
+    ONNX Runtime and TensorRT fold the whole subgraph into a constant when they load the model.
+    """
+    from onnx import helper, numpy_helper
+
+    n = np.arange(n_fft, dtype=np.float64)
+    window = (0.5 - 0.5 * np.cos(n * 2 * np.pi / n_fft)).astype(np.float32)
+    k = np.arange(bins)
+    coef = ((2.0 - ((k == 0) | (k == bins - 1))) / n_fft).astype(np.float32)[:, None]
+    p = f"{name}__"
+    consts = [
+        numpy_helper.from_array(window[None, :], f"{p}window"),
+        numpy_helper.from_array(np.concatenate([coef, -coef]), f"{p}coef"),
+    ]
+    f = helper.make_tensor
+    nodes = [
+        helper.make_node("Constant", [], [f"{p}n_fft"], value=f(f"{p}n_fft_v", 1, [], [float(n_fft)])),
+        helper.make_node("Constant", [], [f"{p}zero"], value=f(f"{p}zero_v", 1, [], [0.0])),
+        helper.make_node("Constant", [], [f"{p}one"], value=f(f"{p}one_v", 1, [], [1.0])),
+        helper.make_node("Constant", [], [f"{p}bins"], value=f(f"{p}bins_v", 1, [], [float(bins)])),
+        helper.make_node("Constant", [], [f"{p}step"], value=f(f"{p}step_v", 1, [], [float(2 * np.pi / n_fft)])),
+        helper.make_node("Constant", [], [f"{p}axis1"], value=f(f"{p}axis1_v", 7, [1], [1])),
+        helper.make_node("Range", [f"{p}zero", f"{p}n_fft", f"{p}one"], [f"{p}n"]),
+        helper.make_node("Range", [f"{p}zero", f"{p}bins", f"{p}one"], [f"{p}k"]),
+        helper.make_node("Unsqueeze", [f"{p}k", f"{p}axis1"], [f"{p}k1"]),
+        helper.make_node("Mul", [f"{p}k1", f"{p}n"], [f"{p}kn"]),
+        helper.make_node("Div", [f"{p}kn", f"{p}n_fft"], [f"{p}turns"]),
+        helper.make_node("Floor", [f"{p}turns"], [f"{p}whole"]),
+        helper.make_node("Mul", [f"{p}whole", f"{p}n_fft"], [f"{p}wrapped"]),
+        helper.make_node("Sub", [f"{p}kn", f"{p}wrapped"], [f"{p}phase_i"]),
+        helper.make_node("Mul", [f"{p}phase_i", f"{p}step"], [f"{p}ang"]),
+        helper.make_node("Cos", [f"{p}ang"], [f"{p}cos"]),
+        helper.make_node("Sin", [f"{p}ang"], [f"{p}sin"]),
+        helper.make_node("Concat", [f"{p}cos", f"{p}sin"], [f"{p}trig"], axis=0),
+        helper.make_node("Mul", [f"{p}trig", f"{p}coef"], [f"{p}scaled"]),
+        helper.make_node("Mul", [f"{p}scaled", f"{p}window"], [f"{p}rows"]),  # [2 * bins, n_fft]
+    ]
+    if layout == "rows":
+        nodes[-1].output[0] = name
+    elif layout == "columns":
+        nodes.append(helper.make_node("Transpose", [f"{p}rows"], [name], perm=[1, 0]))
+    else:  # "conv": [2 * bins, 1, n_fft]
+        nodes.append(helper.make_node("Unsqueeze", [f"{p}rows", f"{p}axis1"], [name]))
+    return nodes, consts
+
+
+def compact(path: Path) -> None:
+    """Shrink an exported student in place without changing what it computes beyond float16 weight rounding.
+
+    The inverse-STFT basis (4 MB of cosines) becomes a small subgraph, and large float32 weights are stored
+    as float16 with a Cast to float32: runtimes fold both back into float32 constants when they load the
+    model, so inference cost is unchanged. Raises if the result no longer passes the ONNX checker.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    bins = N_FFT // 2 + 1
+    with torch.no_grad():
+        rows = InverseSTFT(N_FFT, HOP).basis(bins)[0][:, 0, :].numpy()
+    layouts = {"rows": rows, "columns": rows.T, "conv": rows[:, None, :]}
+    head: list = []
+    keep: list = []
+
+    def rewrite(name: str, arr: np.ndarray) -> bool:
+        """Queue a replacement producing ``name``; False leaves the constant as it is."""
+        layout = next((k for k, ref in layouts.items()
+                       if arr.shape == ref.shape and np.allclose(arr, ref, atol=1e-6)), None)
+        if layout is not None:
+            nodes, consts = _basis_nodes(name, layout, N_FFT, bins)
+            head.extend(nodes)
+            keep.extend(consts)
+            return True
+        if arr.dtype == np.float32 and arr.size >= FP16_MIN_ELEMENTS:
+            keep.append(numpy_helper.from_array(arr.astype(np.float16), f"{name}__fp16"))
+            head.append(helper.make_node("Cast", [f"{name}__fp16"], [name], to=TensorProto.FLOAT))
+            return True
+        return False
+
+    for init in graph.initializer:
+        if not rewrite(init.name, numpy_helper.to_array(init)):
+            keep.append(init)
+    body = []
+    for node in graph.node:
+        value = next((a.t for a in node.attribute if a.name == "value"), None) if node.op_type == "Constant" else None
+        if value is None or not rewrite(node.output[0], numpy_helper.to_array(value)):
+            body.append(node)
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+    del graph.node[:]
+    graph.node.extend(head + body)
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
 
@@ -88,6 +192,7 @@ def export(model: torch.nn.Module, role: str, path: Path) -> Path:
                           dynamic_axes=axes, opset_version=OPSET, dynamo=False,
                           do_constant_folding=True)
     _fix_io(tmp, role)
+    compact(tmp)
     tmp.replace(path)
     check_interface(path, role)
     log.info("exported %s to %s (%.1f MB)", role, path, path.stat().st_size / 1e6)

@@ -36,6 +36,7 @@ def _run_summary(run_dir: Path) -> dict[str, Any]:
     return {
         "steps": int(state["step"]), "seconds": round(float(state["seconds"]), 1), "hardware": state.get("hardware"),
         "utterances": state.get("utterances"), "seed": cfg["seed"], "batch": cfg["batch"], "lr": cfg["lr"],
+        "lr_phases": cfg.get("phases") or [{"until": cfg["steps"], "lr": cfg["lr"]}],
         "model": cfg["model"], "final_losses": {k: round(v, 4) for k, v in last.items() if k not in ("step", "lr", "seconds")},
     }
 
@@ -55,7 +56,7 @@ def cache_stats(cache: Path) -> dict[str, Any]:
 
 
 def ship(vocoder_run: Path, acoustic_run: Path, teacher: Path, corpus_size: int, cache: Path | None = None,
-         force_dir: Path | None = None) -> dict[str, Any]:
+         force_dir: Path | None = None, note: str | None = None) -> dict[str, Any]:
     """Export both students, gate them against the teacher, and write them to SHIP_DIR (pass) or RESULTS_DIR (fail).
 
     Args:
@@ -65,6 +66,7 @@ def ship(vocoder_run: Path, acoustic_run: Path, teacher: Path, corpus_size: int,
         corpus_size: sentences in the training corpus (for the record).
         cache: the teacher-data cache (counted for the record).
         force_dir: write here instead (tests).
+        note: free text for the record (e.g. how a run deviated from ``make distill``).
     """
     from provisioning.distill.export import export, load_student
     from provisioning.distill.gate import run_gate
@@ -87,6 +89,7 @@ def ship(vocoder_run: Path, acoustic_run: Path, teacher: Path, corpus_size: int,
         "vocoder": _run_summary(vocoder_run),
         "acoustic": _run_summary(acoustic_run),
         "gate": asdict(gate),
+        **({"note": note} if note else {}),
     }
     dest = force_dir or (SHIP_DIR if gate.passed else RESULTS_DIR)
     dest.mkdir(parents=True, exist_ok=True)
@@ -114,11 +117,12 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--runs", type=Path, default=None, help="directory holding the vocoder/ and acoustic/ runs")
     ap.add_argument("--corpus-size", type=int, default=DEFAULT_SIZE)
+    ap.add_argument("--note", default=None, help="free text stored with the training record")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     runs = args.runs or runs_dir(default_state_dir())
     out = ship(runs / "vocoder", runs / "acoustic", teacher_dir(default_state_dir()), args.corpus_size,
-               cache_dir(default_state_dir()))
+               cache_dir(default_state_dir()), note=args.note)
     print(json.dumps(out["training"]["gate"], indent=2))
 
 
