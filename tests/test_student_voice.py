@@ -1,0 +1,66 @@
+"""The shipped distilled voice joe-fast provisions like any other voice (INT8 gate included) and speaks about as clearly as its teacher."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from device import config
+from device.normalize import normalize
+from device.synthesis import Synthesizer
+from device.voice import load_voice
+from provisioning import manifest as mf
+from provisioning.quality import transcribe, word_error_rate
+from provisioning.voices import SHIPPED_DIR
+from tests.test_intelligibility import SENTENCES
+from tests.voicefix import voice_config
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not (SHIPPED_DIR / "joe-fast" / "voice.json").is_file(), reason="no shipped student voice"),
+]
+
+
+def _pooled_wer(cfg: config.Config, precision: str | None = None) -> tuple[float, list[str]]:
+    voice = load_voice(cfg, precision)
+    synth = Synthesizer(voice, cfg.synthesis)
+    refs, hyps = [], []
+    try:
+        for text in SENTENCES:
+            refs.append(normalize(text))
+            audio = np.concatenate([c.audio for c in synth.synthesize(text)])
+            hyps.append(transcribe(audio, voice.sample_rate))
+    finally:
+        synth.close()
+        voice.close()
+    return word_error_rate(refs, hyps), hyps
+
+
+def test_joe_fast_provisions_with_the_int8_gate_and_speaks_about_as_clearly_as_its_teacher(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from provisioning.pipeline import provision
+
+    monkeypatch.setenv("JETVOX_INT8", "quick")
+    cfg = config.load(state_dir=str(tmp_path), voice__name="joe-fast")
+    steps: list[str] = []
+    provision(cfg, progress=steps.append)
+    manifest = mf.read_manifest(mf.voice_dir(tmp_path, "joe-fast"))
+    assert manifest["student"] is True
+    vocoder_int8 = manifest["int8"]["vocoder"]
+    assert vocoder_int8["precision"] in ("int8", "fp32")  # the gate decided, and says why
+    assert ("vocoder_int8" in manifest["models"]) == (vocoder_int8["precision"] == "int8")
+    assert any("int8-vocoder" in s for s in steps)
+
+    student, student_hyps = _pooled_wer(cfg, "fp32")
+    teacher, teacher_hyps = _pooled_wer(voice_config())
+    print(f"pooled WER on {len(SENTENCES)} sentences: joe-fast {student:.3f}, teacher {teacher:.3f}")
+    for s, t in zip(student_hyps, teacher_hyps):
+        print(f"  joe-fast: {s}\n  teacher:  {t}")
+    # The real gate is provisioning.distill.gate on 126 held-out sentences; on 8, allow a few words' noise.
+    assert student <= teacher + 0.1
+    if vocoder_int8["precision"] == "int8":
+        quantised, _ = _pooled_wer(cfg, "int8")
+        assert quantised <= student + 0.1
