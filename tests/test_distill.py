@@ -146,6 +146,9 @@ def test_tiny_training_logs_and_resumes(tiny_runs: dict[str, Path]) -> None:
     summary = train(cfg, run.parent / "cache", run, resume=True)
     assert summary["steps"] == 6
     assert [json.loads(x)["step"] for x in (run / "losses.jsonl").read_text().splitlines()][-1] == 6
+    extended = train(TrainConfig(what="vocoder", steps=8), run.parent / "cache", run, resume=True, extend_lr=2e-4)
+    assert extended["steps"] == 8 and extended["phases"][-1] == {"until": 8, "lr": 2e-4}
+    assert torch.load(run / "ckpt.pt", weights_only=False)["config"]["phases"] == extended["phases"]
 
 
 def _as_stored(model: torch.nn.Module) -> torch.nn.Module:

@@ -64,3 +64,30 @@ def test_joe_fast_provisions_with_the_int8_gate_and_speaks_about_as_clearly_as_i
     if vocoder_int8["precision"] == "int8":
         quantised, _ = _pooled_wer(cfg, "int8")
         assert quantised <= student + 0.1
+
+
+def test_bench_runs_student_teacher_and_piper_tts_side_by_side(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+    import shutil
+
+    from device.cli import main
+    from provisioning.pipeline import provision
+    from tests.voicefix import provisioned_state_dir
+
+    teacher = mf.voice_dir(provisioned_state_dir(), "en_US-joe-medium")
+    shutil.copytree(teacher, mf.voice_dir(tmp_path, "en_US-joe-medium"))
+    monkeypatch.setenv("JETVOX_INT8", "off")
+    provision(config.load(state_dir=str(tmp_path), voice__name="joe-fast"), progress=lambda _m: None)
+    capsys.readouterr()
+    assert main(["bench", "--json", "--wer", "--limit", "3", "--state-dir", str(tmp_path)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    systems = report["systems"]
+    assert list(systems) == ["jetvox-fp32", "joe-fast", "piper-tts"]  # teacher provisioned FP32 only here
+    for name, res in systems.items():
+        assert len(res["rows"]) == 3 and 0 <= res["wer"] < 0.6, name
+        assert res["median_first_audio_ms"] > 0 and 0 < res["median_rtf"] < 1, name
+    for ours, theirs in zip(systems["joe-fast"]["rows"], systems["jetvox-fp32"]["rows"]):
+        # the student's duration predictor learnt the teacher's: sentence lengths agree closely
+        assert abs(ours["audio_s"] - theirs["audio_s"]) < 0.25 * theirs["audio_s"]
