@@ -44,13 +44,18 @@ demo: provision
 DISTILL_LIMIT ?= --limit 1395
 distill: provision
 	$(PY) -m pip install -q 'torch==2.13.0' 'tqdm>=4.66'
+	# stage 1: the first 1,395 utterances of the corpus through the teacher; two learning-rate phases each
 	$(PY) -m provisioning.distill.teacher_data --shard 0 --shards 2 $(DISTILL_LIMIT) & pid=$$!; \
 	  $(PY) -m provisioning.distill.teacher_data --shard 1 --shards 2 $(DISTILL_LIMIT) && wait $$pid
-	# two learning-rate phases each: the first run, then a continuation with a fresh, lower cosine
 	$(PY) -m provisioning.distill.train --what vocoder --steps 6400 --threads 1 --resume
 	$(PY) -m provisioning.distill.train --what vocoder --steps 11400 --threads 1 --resume --extend-lr 5e-4
 	$(PY) -m provisioning.distill.train --what acoustic --steps 5000 --batch 8 --threads 1 --resume
 	$(PY) -m provisioning.distill.train --what acoustic --steps 10000 --batch 8 --threads 1 --resume --extend-lr 5e-4
+	# stage 2: the whole corpus (4,000 sentences) through the teacher; one more phase each
+	$(PY) -m provisioning.distill.teacher_data --shard 0 --shards 2 & pid=$$!; \
+	  $(PY) -m provisioning.distill.teacher_data --shard 1 --shards 2 && wait $$pid
+	$(PY) -m provisioning.distill.train --what vocoder --steps 16400 --threads 1 --resume --extend-lr 3e-4
+	$(PY) -m provisioning.distill.train --what acoustic --steps 15000 --batch 8 --threads 1 --resume --extend-lr 3e-4
 	$(PY) -m provisioning.distill.ship
 
 # On a device, as root: code and venv in /opt/jetvox, config in /etc/jetvox, systemd units enabled.
