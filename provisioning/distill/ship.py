@@ -21,9 +21,9 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 def teacher_config() -> dict[str, Any]:
     """The teacher's Piper ``.onnx.json`` content."""
-    from provisioning.voices import DEFAULT_VOICE, resolve_voice
+    from provisioning.voices import PACKAGED_VOICE, resolve_voice
 
-    return dict(resolve_voice(DEFAULT_VOICE).config)
+    return dict(resolve_voice(PACKAGED_VOICE).config)
 
 
 def _run_summary(run_dir: Path) -> dict[str, Any]:
