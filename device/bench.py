@@ -14,6 +14,7 @@ import numpy as np
 
 from device.config import Config
 from provisioning.corpus import EVAL_SENTENCES
+from provisioning.voices import VoiceSource, resolve_voice, shipped_voices
 
 log = logging.getLogger(__name__)
 
@@ -94,23 +95,10 @@ def _jetvox_system(cfg: Config, closer: _Closer, precision: str, voice_name: str
     return stream
 
 
-def _teacher_name(cfg: Config) -> str | None:
-    """The packaged Piper voice the configured voice was distilled from (None: it is not a student)."""
-    from provisioning.voices import resolve_voice
-
-    source = resolve_voice(cfg.voice.name, cfg.voice.model, cfg.voice.config)
-    teacher = source.config.get("jetvox", {}).get("teacher")
-    return str(teacher) if teacher else None
-
-
-def _piper_system(cfg: Config, closer: _Closer) -> Stream:
-    """piper-tts on the configured voice, or on its teacher when the configured voice is a distilled student."""
+def _piper_system(source: VoiceSource) -> Stream:
+    """piper-tts on a Piper voice (a voice with its own ``.onnx`` file)."""
     from piper import PiperVoice, SynthesisConfig
 
-    from provisioning.voices import resolve_voice
-
-    teacher = _teacher_name(cfg)
-    source = resolve_voice(teacher) if teacher else resolve_voice(cfg.voice.name, cfg.voice.model, cfg.voice.config)
     voice = PiperVoice.load(source.model, source.config_path)
     syn = SynthesisConfig()
 
@@ -131,9 +119,10 @@ def available_systems(
     ``en_US-joe-medium`` beside the student ``joe-fast``, or the other way round.
     """
     from provisioning import manifest as mf
-    from provisioning.voices import SHIPPED_DIR
 
     systems: dict[str, Stream] = {}
+    source = resolve_voice(cfg.voice.name, cfg.voice.model, cfg.voice.config)
+    teacher = source.config.get("jetvox", {}).get("teacher")  # set when the configured voice is a student
 
     def want(name: str) -> bool:
         return not wanted or name in wanted
@@ -142,13 +131,13 @@ def available_systems(
         systems["jetvox-fp32"] = _jetvox_system(cfg, closer, "fp32")
     if want("jetvox-int8") and "vocoder_int8" in manifest["models"]:
         systems["jetvox-int8"] = _jetvox_system(cfg, closer, "int8")
-    students = sorted(p.parent.name for p in SHIPPED_DIR.glob("*/voice.json"))
-    companion = _teacher_name(cfg) or (students[0] if students else None)
+    students = shipped_voices()
+    companion = teacher or (students[0] if students else None)
     if (companion and companion != cfg.voice.name and want(companion)
             and (mf.voice_dir(cfg.state_dir, companion) / mf.MANIFEST_NAME).is_file()):
         systems[companion] = _jetvox_system(cfg, closer, "auto", voice_name=companion)
     if want("piper-tts"):
-        systems["piper-tts"] = _piper_system(cfg, closer)
+        systems["piper-tts"] = _piper_system(resolve_voice(teacher) if teacher else source)
     unknown = set(wanted) - set(systems)
     if unknown:
         raise ValueError(f"unknown or unavailable systems {sorted(unknown)}; available: {sorted(systems)}")

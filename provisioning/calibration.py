@@ -162,14 +162,18 @@ def seed_noise(model: onnx.ModelProto, seed: float | None = NOISE_SEED) -> onnx.
     return model
 
 
-def seeded_acoustic_session(acoustic_path: Path, seed: float = NOISE_SEED) -> onnxruntime.InferenceSession:
-    """An ONNX Runtime CPU session of the acoustic model with seeded noise."""
+def seeded_acoustic_session(
+    acoustic_path: Path, seed: float = NOISE_SEED, threads: int | None = None
+) -> onnxruntime.InferenceSession:
+    """An ONNX Runtime CPU session of the acoustic model with seeded noise (``threads``: intra-op, None = ORT's default)."""
     import onnx
     import onnxruntime as ort
 
     model = seed_noise(onnx.load(str(acoustic_path)), seed)
     opts = ort.SessionOptions()
     opts.inter_op_num_threads = 1
+    if threads is not None:
+        opts.intra_op_num_threads = threads
     return ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"])
 
 

@@ -460,6 +460,12 @@ def qdq_summary(model: Path | onnx.ModelProto) -> dict[str, Any]:
     }
 
 
+def _alternating(count: int, rounds: int) -> Iterator[int]:
+    """Model indices round by round, every other round reversed, so load drift hits all models alike."""
+    for r in range(rounds):
+        yield from (reversed(range(count)) if r % 2 else range(count))
+
+
 def time_vocoders(
     models: Sequence[Path],
     zs: Sequence[np.ndarray],
@@ -479,16 +485,12 @@ def time_vocoders(
     audio_s = 1.0
     wall: list[list[float]] = [[] for _ in sessions]
     cpu: list[list[float]] = [[] for _ in sessions]
-    for r in range(rounds):
-        order = list(range(len(sessions)))
-        if r % 2:
-            order.reverse()
-        for k in order:
-            w0, c0 = time.perf_counter(), time.process_time()
-            samples = sum(vocode_chunked(sessions[k], z, chunking).shape[0] for z in zs)
-            wall[k].append(time.perf_counter() - w0)
-            cpu[k].append(time.process_time() - c0)
-            audio_s = samples / sample_rate
+    for k in _alternating(len(sessions), rounds):
+        w0, c0 = time.perf_counter(), time.process_time()
+        samples = sum(vocode_chunked(sessions[k], z, chunking).shape[0] for z in zs)
+        wall[k].append(time.perf_counter() - w0)
+        cpu[k].append(time.process_time() - c0)
+        audio_s = samples / sample_rate
     return [
         {
             "ms_per_audio_s": 1000.0 * float(np.median(w)) / audio_s,
@@ -596,13 +598,9 @@ def time_acoustic(
     for s in sessions:
         latent(s, pieces[0], scales)
     times: list[list[float]] = [[] for _ in sessions]
-    for r in range(rounds):
-        order = list(range(len(sessions)))
-        if r % 2:
-            order.reverse()
-        for k in order:
-            t0 = time.perf_counter()
-            for ids in pieces:
-                latent(sessions[k], ids, scales)
-            times[k].append((time.perf_counter() - t0) / len(pieces))
+    for k in _alternating(len(sessions), rounds):
+        t0 = time.perf_counter()
+        for ids in pieces:
+            latent(sessions[k], ids, scales)
+        times[k].append((time.perf_counter() - t0) / len(pieces))
     return [1000.0 * float(np.median(t)) for t in times]

@@ -85,10 +85,14 @@ def resolve_voice(name: str, model: Path | None = None, config: Path | None = No
     return VoiceSource(name=name, model=model, config_path=config, config=_read_config(config))
 
 
+def shipped_voices() -> list[str]:
+    """Names of the voices shipped already split (the distilled students), sorted."""
+    return sorted(p.parent.name for p in SHIPPED_DIR.glob("*/voice.json")) if SHIPPED_DIR.is_dir() else []
+
+
 def builtin_voices() -> list[str]:
     """Names that resolve without a path: the packaged Piper voice and the shipped split voices."""
-    shipped = sorted(p.parent.name for p in SHIPPED_DIR.glob("*/voice.json")) if SHIPPED_DIR.is_dir() else []
-    return [PACKAGED_VOICE, *shipped]
+    return [PACKAGED_VOICE, *shipped_voices()]
 
 
 def _read_config(config: Path) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -162,20 +163,14 @@ def _as_stored(model: torch.nn.Module) -> torch.nn.Module:
 
 def test_an_extended_run_adds_a_learning_rate_phase_and_keeps_the_finished_one() -> None:
     first = TrainConfig(what="acoustic", steps=1000, lr=1e-3, warmup=10)
-    longer = TrainConfig(**extend(asdict_cfg(first), 3000, 4e-4))
+    longer = TrainConfig(**extend(asdict(first), 3000, 4e-4))
     assert longer.phases == [{"until": 1000, "lr": 1e-3}, {"until": 3000, "lr": 4e-4}]
     assert [_lr(longer, s) for s in range(1000)] == [_lr(first, s) for s in range(1000)]
     assert _lr(longer, 1000) == pytest.approx(4e-4 / 10)  # warms up again
     assert _lr(longer, 1010) == pytest.approx(4e-4)
     assert _lr(longer, 2999) == pytest.approx(4e-5, rel=1e-3)
-    stretched = TrainConfig(**extend(asdict_cfg(first), 3000, None))  # no new lr: the old schedule, stretched
+    stretched = TrainConfig(**extend(asdict(first), 3000, None))  # no new lr: the old schedule, stretched
     assert stretched.phases == [] and stretched.steps == 3000
-
-
-def asdict_cfg(cfg: TrainConfig) -> dict:
-    from dataclasses import asdict
-
-    return asdict(cfg)
 
 
 def test_export_has_the_teacher_interface_and_matches_torch(tiny_runs: dict[str, Path], tmp_path: Path) -> None:

@@ -9,8 +9,9 @@ import threading
 from pathlib import Path
 
 from device import config
+from provisioning.voices import PACKAGED_VOICE
 
-TEACHER = "en_US-joe-medium"
+TEACHER = PACKAGED_VOICE
 """The packaged Piper voice: split, quantised and compared with piper-tts by most tests."""
 _LOCK = threading.Lock()
 _STATE: Path | None = None

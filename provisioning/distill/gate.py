@@ -61,26 +61,19 @@ class GateResult:
 class Pair:
     """An acoustic model and a vocoder run with ONNX Runtime on CPU."""
 
-    def __init__(self, directory: Path, threads: int = 1, seed: float | None = None) -> None:
-        import onnx
+    def __init__(self, directory: Path, threads: int = 1) -> None:
         import onnxruntime as ort
-
-        from provisioning.calibration import seed_noise
 
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
-        acoustic: str | bytes = str(directory / "acoustic.onnx")
-        if seed is not None:
-            acoustic = seed_noise(onnx.load(str(acoustic)), seed).SerializeToString()
-        self.acoustic = ort.InferenceSession(acoustic, so, providers=["CPUExecutionProvider"])
+        self.acoustic = ort.InferenceSession(str(directory / "acoustic.onnx"), so, providers=["CPUExecutionProvider"])
         self.vocoder = ort.InferenceSession(str(directory / "vocoder.onnx"), so, providers=["CPUExecutionProvider"])
 
     def latents(self, ids: list[int], scales: tuple[float, float, float]) -> np.ndarray:
-        arr = np.array([ids], dtype=np.int64)
-        feeds: dict[str, np.ndarray] = {"input": arr, "input_lengths": np.array([arr.shape[1]], dtype=np.int64),
-                 "scales": np.array(scales, dtype=np.float32)}
-        return self.acoustic.run(["z"], feeds)[0]
+        from provisioning.calibration import latent
+
+        return latent(self.acoustic, ids, scales)
 
     def vocode(self, z: np.ndarray) -> np.ndarray:
         return self.vocoder.run(["audio"], {"z": z.astype(np.float32)})[0][0]
@@ -142,13 +135,14 @@ def run_gate(teacher: Path, student: Path, phoneme_id_map: dict, espeak_voice: s
 
     from device.normalize import normalize, prepare
     from device.phonemes import Phonemizer
+    from provisioning.calibration import latent, seeded_acoustic_session
     from provisioning.corpus import EVAL_SENTENCES, HELD_OUT
     from provisioning.quality import log_mel_distance, transcribe, word_error_rate
 
     sentences = sentences or HELD_OUT
     phon = Phonemizer(espeak_voice, phoneme_id_map)
     tp, sp = Pair(teacher), Pair(student)
-    seeded = [Pair(teacher, seed=seed) for seed in DRAW_SEEDS]
+    seeded = [seeded_acoustic_session(teacher / "acoustic.onnx", seed, threads=1) for seed in DRAW_SEEDS]
     refs: list[str] = []
     draws = [f"teacher_draw{n}" for n in range(TEACHER_DRAWS)]
     hyps: dict[str, list[str]] = {k: [] for k in (*draws, "teacher0", "student", "student_vocoder")}
@@ -164,8 +158,8 @@ def run_gate(teacher: Path, student: Path, phoneme_id_map: dict, espeak_voice: s
             teacher0 = tp.vocode(z0)
             student_voc = sp.vocode(z0)
             student_pair = sp.vocode(sp.latents(ids, DEFAULT_SCALES))
-            for draw, pair in zip(draws, seeded):
-                clips[draw].append(tp.vocode(pair.latents(ids, DEFAULT_SCALES)))
+            for draw, session in zip(draws, seeded):
+                clips[draw].append(tp.vocode(latent(session, ids, DEFAULT_SCALES)))
             clips["teacher0"].append(teacher0)
             clips["student"].append(student_pair)
             clips["student_vocoder"].append(student_voc)

@@ -11,19 +11,21 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from provisioning.distill.teacher_data import TEACHER
+from provisioning.voices import SHIPPED_DIR
+
 log = logging.getLogger(__name__)
 
 VOICE_NAME = "joe-fast"
-PACKAGE_DIR = Path(__file__).resolve().parent.parent
-SHIP_DIR = PACKAGE_DIR / "voices_data" / VOICE_NAME
+SHIP_DIR = SHIPPED_DIR / VOICE_NAME
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 def teacher_config() -> dict[str, Any]:
     """The teacher's Piper ``.onnx.json`` content."""
-    from provisioning.voices import PACKAGED_VOICE, resolve_voice
+    from provisioning.voices import resolve_voice
 
-    return dict(resolve_voice(PACKAGED_VOICE).config)
+    return dict(resolve_voice(TEACHER).config)
 
 
 def _run_summary(run_dir: Path) -> dict[str, Any]:
@@ -97,7 +99,7 @@ def ship(vocoder_run: Path, acoustic_run: Path, teacher: Path, corpus_size: int,
         shutil.copyfile(staging / name, dest / name)
     shutil.rmtree(staging, ignore_errors=True)
     voice = dict(config)
-    voice["jetvox"] = {"student": True, "teacher": "en_US-joe-medium", "passed_gate": gate.passed, "training": training}
+    voice["jetvox"] = {"student": True, "teacher": TEACHER, "passed_gate": gate.passed, "training": training}
     (dest / ("voice.json" if gate.passed else "training.json")).write_text(
         json.dumps(voice if gate.passed else voice["jetvox"], indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
     )

@@ -12,9 +12,11 @@ from typing import Iterator
 
 import numpy as np
 
+from provisioning.voices import PACKAGED_VOICE
+
 log = logging.getLogger(__name__)
 
-TEACHER = "en_US-joe-medium"
+TEACHER = PACKAGED_VOICE
 CACHE_VERSION = 1
 NOISE_SCALE, NOISE_W = 0.667, 0.8  # the teacher's default inference noise
 DET_SCALES = np.array([0.0, 1.0, 0.0], dtype=np.float32)
