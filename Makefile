@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 JETVOX := $(VENV)/bin/jetvox
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast provision bench typecheck verify-device install distill clean help
+.PHONY: setup demo test test-fast provision bench bench-mqtt typecheck verify-device install distill clean help
 
 ENGINES ?= $(HOME)/.local/share/jetvox/engines
 VOICE_DIR ?= $(HOME)/.local/share/jetvox/voices/joe-fast
@@ -22,6 +22,9 @@ $(STAMP): pyproject.toml scripts/apt-deps.sh Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
+	# mypy cannot follow the editable install's import hook: give it the installed names as links.
+	mkdir -p $(VENV)/mypy-path/jetvox
+	for d in device engines provisioning; do ln -sfn ../../../$$d $(VENV)/mypy-path/jetvox/$$d; done
 	# The published tensorrt-stubs pin the real tensorrt wheel (NVIDIA's index only) and, installed, make
 	# `import tensorrt` an empty package: keep them aside, where tests check stubs/tensorrt against them.
 	$(PY) -m pip install -q --no-deps --upgrade --target $(VENV)/tensorrt-stubs 'tensorrt-stubs==10.13.0.35.1'
@@ -37,7 +40,7 @@ provision: setup
 
 # The real path: a private mosquitto, `jetvox serve`, a sensor reading published, the PCM collected.
 demo: provision
-	$(PY) scripts/demo.py --out demo.wav
+	$(PY) -m devtools.demo --out demo.wav
 
 # Train the distilled students from nothing (CPU is enough; see provisioning/distill/). Gated: a pair that
 # fails the quality gate is parked in provisioning/distill/results/, not shipped as the joe-fast voice.
@@ -45,18 +48,18 @@ DISTILL_LIMIT ?= --limit 1395
 distill: provision
 	$(PY) -m pip install -q 'torch==2.13.0' 'tqdm>=4.66'
 	# stage 1: the first 1,395 utterances of the corpus through the teacher; two learning-rate phases each
-	$(PY) -m provisioning.distill.teacher_data --shard 0 --shards 2 $(DISTILL_LIMIT) & pid=$$!; \
-	  $(PY) -m provisioning.distill.teacher_data --shard 1 --shards 2 $(DISTILL_LIMIT) && wait $$pid
-	$(PY) -m provisioning.distill.train --what vocoder --steps 6400 --threads 1 --resume
-	$(PY) -m provisioning.distill.train --what vocoder --steps 11400 --threads 1 --resume --extend-lr 5e-4
-	$(PY) -m provisioning.distill.train --what acoustic --steps 5000 --batch 8 --threads 1 --resume
-	$(PY) -m provisioning.distill.train --what acoustic --steps 10000 --batch 8 --threads 1 --resume --extend-lr 5e-4
+	$(PY) -m jetvox.provisioning.distill.teacher_data --shard 0 --shards 2 $(DISTILL_LIMIT) & pid=$$!; \
+	  $(PY) -m jetvox.provisioning.distill.teacher_data --shard 1 --shards 2 $(DISTILL_LIMIT) && wait $$pid
+	$(PY) -m jetvox.provisioning.distill.train --what vocoder --steps 6400 --threads 1 --resume
+	$(PY) -m jetvox.provisioning.distill.train --what vocoder --steps 11400 --threads 1 --resume --extend-lr 5e-4
+	$(PY) -m jetvox.provisioning.distill.train --what acoustic --steps 5000 --batch 8 --threads 1 --resume
+	$(PY) -m jetvox.provisioning.distill.train --what acoustic --steps 10000 --batch 8 --threads 1 --resume --extend-lr 5e-4
 	# stage 2: the whole corpus (4,000 sentences) through the teacher; one more phase each
-	$(PY) -m provisioning.distill.teacher_data --shard 0 --shards 2 & pid=$$!; \
-	  $(PY) -m provisioning.distill.teacher_data --shard 1 --shards 2 && wait $$pid
-	$(PY) -m provisioning.distill.train --what vocoder --steps 16400 --threads 1 --resume --extend-lr 3e-4
-	$(PY) -m provisioning.distill.train --what acoustic --steps 15000 --batch 8 --threads 1 --resume --extend-lr 3e-4
-	$(PY) -m provisioning.distill.ship
+	$(PY) -m jetvox.provisioning.distill.teacher_data --shard 0 --shards 2 & pid=$$!; \
+	  $(PY) -m jetvox.provisioning.distill.teacher_data --shard 1 --shards 2 && wait $$pid
+	$(PY) -m jetvox.provisioning.distill.train --what vocoder --steps 16400 --threads 1 --resume --extend-lr 3e-4
+	$(PY) -m jetvox.provisioning.distill.train --what acoustic --steps 15000 --batch 8 --threads 1 --resume --extend-lr 3e-4
+	$(PY) -m jetvox.provisioning.distill.ship
 
 # On a device, as root: code and venv in /opt/jetvox, config in /etc/jetvox, systemd units enabled.
 install:
@@ -73,14 +76,18 @@ bench: provision
 	$(JETVOX) provision --voice en_US-joe-medium
 	$(JETVOX) bench --wer
 
-# Type-check the TensorRT / pycuda code (no GPU needed); also part of `make test`.
+# MQTT publish to first PCM chunk through a private mosquitto and an in-process daemon (a dev tool).
+bench-mqtt: provision
+	$(PY) -m devtools.bench_mqtt
+
+# Type-check every module (no GPU needed); also part of `make test`.
 typecheck: setup
 	$(PY) -m mypy
 
 # On a Jetson: build TensorRT engines, compare them with ONNX Runtime FP32, run the benchmark.
 verify-device: provision
 	$(PY) -m pip install -q -e '.[jetson]'
-	$(PY) -m provisioning.verify_device --acoustic $(VOICE_DIR)/acoustic.onnx --vocoder $(VOICE_DIR)/vocoder.onnx --out $(ENGINES) --precision int8
+	$(PY) -m jetvox.provisioning.tensorrt.verify_device --acoustic $(VOICE_DIR)/acoustic.onnx --vocoder $(VOICE_DIR)/vocoder.onnx --out $(ENGINES) --precision int8
 	$(JETVOX) bench --wer
 
 clean:

@@ -13,9 +13,13 @@ from typing import Any, Mapping, Optional, Union
 
 import yaml
 
+from jetvox.engines.errors import JetvoxError
 
-class ConfigError(ValueError):
+
+class ConfigError(JetvoxError, ValueError):
     """The configuration file or an override is invalid; the message names the key."""
+
+    exit_code = 2
 
 
 def default_state_dir() -> Path:
@@ -208,6 +212,15 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
+class ProvisionConfig:
+    """How much `jetvox provision` does beyond the split."""
+
+    int8: str = "full"
+    """INT8 and its quality gate: ``full``, ``quick`` (a small corpus and gate, for tests) or ``off``.
+    The environment variable ``JETVOX_INT8`` overrides it (the test suite sets ``off``)."""
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole jetvox configuration."""
 
@@ -233,12 +246,15 @@ class Config:
     """Sensor rules."""
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     """Logging."""
+    provision: ProvisionConfig = field(default_factory=ProvisionConfig)
+    """Provisioning work."""
 
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "output": ("speaker", "mqtt", "both"),
     "engine.backend": ("auto", "tensorrt", "onnxruntime"),
     "engine.precision": ("auto", "fp32", "int8"),
+    "provision.int8": ("full", "quick", "off"),
     "mqtt.protocol": ("5", "3.1.1"),
     "logging.level": ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
 }
@@ -306,12 +322,24 @@ def _build(cls: Any, data: Mapping[str, Any], prefix: str = "") -> Any:
 
 def validate(cfg: Config) -> Config:
     """Reject impossible values; returns ``cfg`` unchanged."""
+    _check_choices(cfg)
+    _check_ranges(cfg)
+    _check_relations(cfg)
+    _check_mqtt(cfg.mqtt)
+    _check_priorities(cfg)
+    return cfg
+
+
+def _check_choices(cfg: Config) -> None:
     for key, choices in _CHOICES.items():
         value: Any = cfg
         for part in key.split("."):
             value = getattr(value, part)
         if value not in choices:
             raise ConfigError(f"{key}: expected one of {', '.join(choices)}, got {value!r}")
+
+
+def _check_ranges(cfg: Config) -> None:
     positive = {
         "synthesis.chunk_frames": cfg.synthesis.chunk_frames,
         "synthesis.first_chunk_frames": cfg.synthesis.first_chunk_frames,
@@ -347,6 +375,9 @@ def validate(cfg: Config) -> Config:
     for key, value in non_negative.items():
         if value < 0:
             raise ConfigError(f"{key}: must be 0 or more, got {value}")
+
+
+def _check_relations(cfg: Config) -> None:
     if cfg.synthesis.first_chunk_frames > cfg.synthesis.chunk_frames:
         raise ConfigError(
             f"synthesis.first_chunk_frames ({cfg.synthesis.first_chunk_frames}) exceeds "
@@ -359,17 +390,23 @@ def validate(cfg: Config) -> Config:
         )
     if cfg.mqtt.reconnect_max_s < cfg.mqtt.reconnect_min_s:
         raise ConfigError("mqtt.reconnect_max_s must be at least mqtt.reconnect_min_s")
-    broker_address(cfg.mqtt.broker)
-    for key, ident in (("mqtt.device_id", cfg.mqtt.device_id), ("mqtt.shared_group", cfg.mqtt.shared_group),
-                       ("mqtt.site_id", cfg.mqtt.site_id)):
+
+
+def _check_mqtt(mqtt: MqttConfig) -> None:
+    broker_address(mqtt.broker)
+    for key, ident in (("mqtt.device_id", mqtt.device_id), ("mqtt.shared_group", mqtt.shared_group),
+                       ("mqtt.site_id", mqtt.site_id)):
         if ident is not None and (not ident or any(c in ident for c in "/+#\0")):
             raise ConfigError(f"{key}: must be non-empty and contain no '/', '+', '#' or NUL, got {ident!r}")
-    if cfg.mqtt.prefix is not None and (not cfg.mqtt.prefix.strip("/") or any(c in cfg.mqtt.prefix for c in "+#")):
-        raise ConfigError(f"mqtt.prefix: must be a topic without wildcards, got {cfg.mqtt.prefix!r}")
-    if cfg.mqtt.keyfile is not None and cfg.mqtt.certfile is None:
+    if mqtt.prefix is not None and (not mqtt.prefix.strip("/") or any(c in mqtt.prefix for c in "+#")):
+        raise ConfigError(f"mqtt.prefix: must be a topic without wildcards, got {mqtt.prefix!r}")
+    if mqtt.keyfile is not None and mqtt.certfile is None:
         raise ConfigError("mqtt.keyfile: needs mqtt.certfile too")
-    if cfg.mqtt.password is not None and cfg.mqtt.password_file is not None:
+    if mqtt.password is not None and mqtt.password_file is not None:
         raise ConfigError("mqtt.password and mqtt.password_file: give one, not both")
+
+
+def _check_priorities(cfg: Config) -> None:
     for i, prio in enumerate(cfg.queue.alert_cuts_off):
         if prio not in _PRIORITIES:
             raise ConfigError(f"queue.alert_cuts_off[{i}]: expected one of {', '.join(_PRIORITIES)}, got {prio!r}")
@@ -379,7 +416,6 @@ def validate(cfg: Config) -> Config:
         if rule.min_interval_s < 0:
             raise ConfigError(f"rules[{i}].min_interval_s: must be 0 or more")
         _check_rule(i, rule)
-    return cfg
 
 
 def broker_address(url: str) -> tuple[bool, str, int]:
@@ -427,6 +463,10 @@ def from_mapping(data: Mapping[str, Any] | None) -> Config:
     return validate(_build(Config, data or {}))
 
 
+INT8_ENV = "JETVOX_INT8"
+"""The one environment override of a setting: ``provision.int8`` (documented for tests; the file is the place)."""
+
+
 def load(path: Path | str | None = None, **overrides: Any) -> Config:
     """Load the configuration.
 
@@ -449,6 +489,9 @@ def load(path: Path | str | None = None, **overrides: Any) -> Config:
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"config file {p}: expected a mapping at the top, got {type(loaded).__name__}")
         data = loaded or {}
+    env_int8 = os.environ.get(INT8_ENV)
+    if env_int8 and overrides.get("provision__int8") is None:
+        overrides = {**overrides, "provision__int8": env_int8.strip().lower()}
     for dotted, value in overrides.items():
         if value is None:
             continue

@@ -8,10 +8,12 @@ from typing import Mapping, Protocol, Sequence, TypeVar, Union, runtime_checkabl
 
 import numpy as np
 
+from jetvox.engines.errors import JetvoxError
+
 Dim = Union[int, str, None]
 
 
-class EngineError(RuntimeError):
+class EngineError(JetvoxError, RuntimeError):
     """A model could not be loaded or was fed tensors it does not accept."""
 
 

@@ -6,7 +6,8 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
-from engines.base import Engine, EngineError
+from jetvox.engines.base import Engine, EngineError
+from jetvox.engines.onnxrt import OnnxRuntimeEngine
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ def open_engine(
         raise EngineError(f"backend must be auto, tensorrt or onnxruntime, got {backend!r}")
     if backend in ("auto", "tensorrt") and engine_path is not None:
         try:
-            from engines.tensorrt import TensorRTEngine
+            from jetvox.engines.tensorrt import TensorRTEngine
 
             return TensorRTEngine(engine_path)
         except Exception as exc:  # ImportError, missing file, deserialisation failure
@@ -44,6 +45,5 @@ def open_engine(
             )
     elif backend == "tensorrt":
         raise EngineError(f"backend tensorrt asked for {onnx_path}, but no TensorRT engine was built")
-    from engines.onnxrt import OnnxRuntimeEngine
 
     return OnnxRuntimeEngine(onnx_path, providers=providers, threads=threads)

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
+import onnxruntime as ort
 
-from engines.base import EngineBase, EngineError, TensorSpec, check_feeds
+from jetvox.engines.base import EngineBase, EngineError, TensorSpec, check_feeds
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +28,33 @@ _ORT_TYPES = {
 _AUTO_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 
 
+def ort_session(
+    model: Path | bytes,
+    *,
+    threads: int = 0,
+    providers: Sequence[str] = ("CPUExecutionProvider",),
+    optimize: bool = True,
+) -> ort.InferenceSession:
+    """The one place ONNX Runtime sessions are made (runtime, provisioning and training tools alike).
+
+    Args:
+        model: an ``.onnx`` path or a serialized model.
+        threads: intra-op threads (0 lets ONNX Runtime decide); one inter-op thread.
+        providers: execution providers, best first.
+        optimize: full graph optimisation (the runtime's), or none (to read intermediate tensors as exported).
+    """
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    )
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, sess_options=opts, providers=list(providers))
+
+
 def choose_providers(requested: Sequence[str] | None = None) -> list[str]:
     """The providers to use: ``requested`` if given (each must exist), else the best installed."""
-    import onnxruntime as ort
-
     available = ort.get_available_providers()
     if requested:
         missing = [p for p in requested if p not in available]
@@ -60,18 +84,11 @@ class OnnxRuntimeEngine(EngineBase):
             providers: ONNX Runtime execution providers, best first; None picks automatically.
             threads: intra-op threads (0 lets ONNX Runtime decide).
         """
-        import onnxruntime as ort
-
         path = Path(model)
         if not path.is_file():
             raise EngineError(f"model file not found: {path}")
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        chosen = choose_providers(providers)
         try:
-            self._session = ort.InferenceSession(str(path), sess_options=opts, providers=chosen)
+            self._session = ort_session(path, threads=threads, providers=choose_providers(providers))
         except Exception as exc:  # onnxruntime raises its own exception types
             raise EngineError(f"ONNX Runtime could not load {path}: {exc}") from exc
         self.path = path

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import platform
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -12,13 +14,28 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import onnx
 
-from device.config import Config
-from provisioning import manifest as mf
-from provisioning.steps import StepRunner, atomic_path, clean_partials, sha256_file
-from provisioning.voices import VoiceSource, resolve_voice
+from jetvox.device.config import Config
+from jetvox.device.storage import atomic_path
+from jetvox.device.synthesis.feeds import acoustic_feeds
+from jetvox.device.text.phonemes import Phonemizer
+from jetvox.device.voice import manifest as mf
+from jetvox.device.voice.sources import VoiceSource, resolve_voice
+from jetvox.engines.errors import JetvoxError
+from jetvox.engines.onnxrt import OnnxRuntimeEngine
+from jetvox.provisioning.int8.steps import int8_steps
+from jetvox.provisioning.split import SplitError, find_boundary, split_model
+from jetvox.provisioning.steps import StepRunner, clean_partials, sha256_file
+from jetvox.provisioning.tensorrt.step import tensorrt_steps
 
 log = logging.getLogger(__name__)
+
+
+
+class ProvisionError(JetvoxError, RuntimeError):
+    """Provisioning cannot go on: the message says what was expected and what came."""
+
 
 SPLIT_VERSION = 1
 # Sentences used to prove the split and calibrate the output gain (not an evaluation set).
@@ -37,7 +54,7 @@ class ProvisionResult:
 
     directory: Path
     """The voice's directory under the state dir."""
-    manifest: dict[str, Any]
+    manifest: mf.Manifest
     """The manifest written."""
     ran: tuple[str, ...]
     """Steps that ran (the rest were up to date)."""
@@ -62,22 +79,38 @@ def provision(cfg: Config, progress: Callable[[str], None] | None = None) -> Pro
     """Prepare the configured voice; a no-op when nothing it depends on changed.
 
     Args:
-        cfg: the loaded configuration (voice, state_dir, engine shapes).
+        cfg: the loaded configuration (voice, state_dir, engine shapes, provision settings).
         progress: receives one line per step; defaults to stderr.
     """
     say = progress or _stderr_progress
     source = resolve_voice(cfg.voice.name, cfg.voice.model, cfg.voice.config)
     out_dir = mf.voice_dir(cfg.state_dir, source.name)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ProvisionError(f"cannot create the voice directory {out_dir}: {exc.strerror}") from None
     removed = clean_partials(out_dir)
     if removed:
         say(f"removed {removed} partial file(s) left by an interrupted run")
-    previous = mf.read_manifest_or_empty(out_dir)
-    runner = StepRunner(previous.get("steps", {}), say)
+    previous = mf.read_manifest_or_none(out_dir)
+    runner = StepRunner(previous.steps if previous else {}, say)
+    manifest = split_steps(source, out_dir, runner, say)
+    manifest = int8_steps(cfg, manifest, out_dir, runner, say).apply(manifest)
+    manifest = tensorrt_steps(cfg, manifest, out_dir, say).apply(manifest)
+    manifest = dataclasses.replace(manifest, steps=runner.records)
+    if runner.ran or previous is None or manifest.to_json() != previous.to_json():
+        mf.write_manifest(out_dir, manifest)
+        say(f"manifest written: {out_dir / mf.MANIFEST_NAME}")
+    else:
+        say("voice already provisioned; nothing to do")
+    return ProvisionResult(directory=out_dir, manifest=manifest, ran=tuple(runner.ran))
+
+
+def split_steps(source: VoiceSource, out_dir: Path, runner: StepRunner, say: Callable[[str], None]) -> mf.Manifest:
+    """The first two steps: split the voice (or import a shipped split) and prove it; the FP32 manifest."""
     vers = versions()
     source_hash = "+".join(sha256_file(p) for p in source.files)
     config_hash = sha256_file(source.config_path)
-
     acoustic_path = out_dir / "acoustic.onnx"
     vocoder_path = out_dir / "vocoder.onnx"
     split = runner.run(
@@ -100,65 +133,37 @@ def provision(cfg: Config, progress: Callable[[str], None] | None = None) -> Pro
         [],
         lambda: _verify_split(source, acoustic_path, vocoder_path, say),
     )
-    data: dict[str, Any] = {
-        "voice": source.name,
-        "source": {
-            "model": str(source.model or source.config_path.parent),
-            "model_sha256": source_hash,
-            "config": str(source.config_path),
-            "config_sha256": config_hash,
+    info = split["info"]
+    return mf.Manifest(
+        voice=source.name,
+        source=mf.SourceInfo(
+            model=str(source.model or source.config_path.parent),
+            model_sha256=source_hash,
+            config=str(source.config_path),
+            config_sha256=config_hash,
+        ),
+        sample_rate=source.sample_rate,
+        hop_length=check["info"]["hop_length"],
+        latent_channels=info["latent_channels"],
+        espeak_voice=source.espeak_voice,
+        phoneme_id_map=source.config["phoneme_id_map"],
+        inference=source.config.get("inference", {}),
+        gain=check["info"]["gain"],
+        models={
+            "acoustic": _model_entry(acoustic_path, info["acoustic"]),
+            "vocoder": _model_entry(vocoder_path, info["vocoder"]),
         },
-        "sample_rate": source.sample_rate,
-        "hop_length": check["info"]["hop_length"],
-        "latent_channels": split["info"]["latent_channels"],
-        "espeak_voice": source.espeak_voice,
-        "phoneme_id_map": source.config["phoneme_id_map"],
-        "inference": source.config.get("inference", {}),
-        "gain": check["info"]["gain"],
-        "models": {
-            "acoustic": {"file": acoustic_path.name, "sha256": sha256_file(acoustic_path), **split["info"]["acoustic"]},
-            "vocoder": {"file": vocoder_path.name, "sha256": sha256_file(vocoder_path), **split["info"]["vocoder"]},
-        },
-        "precision": {"acoustic": "fp32", "vocoder": "fp32"},
-        "split_check": {k: check["info"][k] for k in ("max_abs_error", "sentences")},
-        "student": source.config.get("jetvox", {}).get("student", False),
-        "versions": vers,
-    }
-    for extra in _extra_steps():
-        extra(cfg, source, out_dir, runner, data, say)
-    data["steps"] = runner.records
-    if runner.ran or data != {k: previous.get(k) for k in data}:
-        mf.write_manifest(out_dir, data)
-        say(f"manifest written: {out_dir / mf.MANIFEST_NAME}")
-    else:
-        say("voice already provisioned; nothing to do")
-    return ProvisionResult(directory=out_dir, manifest=data, ran=tuple(runner.ran))
+        split_check={k: check["info"][k] for k in ("max_abs_error", "sentences")},
+        student=bool(source.config.get("jetvox", {}).get("student", False)),
+        versions=vers,
+    )
 
 
-StepHook = Callable[[Config, VoiceSource, Path, StepRunner, dict[str, Any], Callable[[str], None]], None]
-
-
-def _extra_steps() -> list[StepHook]:
-    """Later steps (INT8 and its quality gate, TensorRT engines), each adding to the manifest."""
-    hooks: list[StepHook] = []
-    try:
-        from provisioning.int8 import int8_steps
-    except ImportError:
-        pass
-    else:
-        hooks.append(int8_steps)
-    try:
-        from provisioning.engines_step import tensorrt_steps
-    except ImportError:
-        pass
-    else:
-        hooks.append(tensorrt_steps)
-    return hooks
+def _model_entry(path: Path, tensors: dict[str, Any]) -> mf.ModelEntry:
+    return mf.ModelEntry.from_json({"file": path.name, "sha256": sha256_file(path), **tensors})
 
 
 def _tensor_info(path: Path) -> dict[str, Any]:
-    from engines.onnxrt import OnnxRuntimeEngine
-
     with OnnxRuntimeEngine(path) as eng:
         return {
             "inputs": [{"name": s.name, "dtype": s.dtype, "shape": list(s.shape)} for s in eng.inputs],
@@ -167,10 +172,8 @@ def _tensor_info(path: Path) -> dict[str, Any]:
 
 
 def _split(source: VoiceSource, acoustic_path: Path, vocoder_path: Path, say: Callable[[str], None]) -> dict[str, Any]:
-    import onnx
-
-    from provisioning.split import find_boundary, split_model
-
+    if source.model is None:
+        raise SplitError(f"voice {source.name} has no whole model to split")
     say(f"loading {source.model.name} ({source.model.stat().st_size / 1e6:.0f} MB)")
     model = onnx.load(str(source.model))
     boundary = find_boundary(model)
@@ -192,8 +195,6 @@ def _import_split(
     pair: tuple[Path, Path], acoustic_path: Path, vocoder_path: Path, say: Callable[[str], None]
 ) -> dict[str, Any]:
     """A voice shipped already split (a distilled student): copy its two models into place."""
-    import shutil
-
     for src, dst in zip(pair, (acoustic_path, vocoder_path)):
         with atomic_path(dst) as tmp:
             shutil.copyfile(src, tmp)
@@ -201,7 +202,7 @@ def _import_split(
     acoustic, vocoder = _tensor_info(acoustic_path), _tensor_info(vocoder_path)
     z = vocoder["inputs"][0]
     if z["name"] != "z" or len(z["shape"]) != 3 or not isinstance(z["shape"][1], int):
-        raise RuntimeError(f"shipped vocoder must take z [1, C, frames], takes {z}")
+        raise ProvisionError(f"shipped vocoder must take z [1, C, frames], takes {z}")
     return {"boundary": None, "latent_channels": z["shape"][1], "acoustic": acoustic, "vocoder": vocoder}
 
 
@@ -212,9 +213,6 @@ def _verify_split(
 
     A voice shipped already split has no whole model: it is only run, to measure hop and gain.
     """
-    from device.phonemes import Phonemizer
-    from engines.onnxrt import OnnxRuntimeEngine
-
     phonemizer = Phonemizer(source.espeak_voice, source.config["phoneme_id_map"])
     worst: float | None = None if source.model is None else 0.0
     peaks = []
@@ -222,12 +220,7 @@ def _verify_split(
     full = OnnxRuntimeEngine(source.model) if source.model is not None else None
     with OnnxRuntimeEngine(acoustic_path) as ac, OnnxRuntimeEngine(vocoder_path) as voc:
         for n, sentence in enumerate(CHECK_SENTENCES, 1):
-            ids = np.array([phonemizer.sentence_ids(sentence)], dtype=np.int64)
-            feeds = {
-                "input": ids,
-                "input_lengths": np.array([ids.shape[1]], dtype=np.int64),
-                "scales": np.array([0.0, 1.0, 0.0], dtype=np.float32),
-            }
+            feeds = acoustic_feeds(phonemizer.sentence_ids(sentence))
             z = ac.infer(feeds)["z"]
             audio = voc.infer({"z": z})["audio"].reshape(-1)
             hop = audio.shape[0] // z.shape[2]
@@ -237,14 +230,14 @@ def _verify_split(
                 continue
             ref = next(iter(full.infer(feeds).values())).reshape(-1)
             if audio.shape != ref.shape:
-                raise RuntimeError(f"split changed the output length: {audio.shape} vs {ref.shape}")
+                raise SplitError(f"split changed the output length: {audio.shape} vs {ref.shape}")
             err = float(np.max(np.abs(audio - ref)))
             worst = max(worst, err)
             say(f"verify-split {n}/{len(CHECK_SENTENCES)}: max |split - whole| = {err:.2e}")
     if full is not None:
         full.close()
     if worst is not None and worst > SPLIT_TOLERANCE:
-        raise RuntimeError(
+        raise SplitError(
             f"acoustic+vocoder differs from the whole model by {worst:.2e} (expected <= {SPLIT_TOLERANCE})"
         )
     # Piper scales every sentence to full range; a stream cannot, so use one gain for the voice.

@@ -9,6 +9,8 @@ from typing import Iterable
 import onnx
 from onnx import helper, shape_inference
 
+from jetvox.engines.errors import JetvoxError
+
 log = logging.getLogger(__name__)
 
 ACOUSTIC_INPUTS = ("input", "input_lengths", "scales")
@@ -17,7 +19,7 @@ DURATIONS_NAME = "durations"
 AUDIO_NAME = "audio"
 
 
-class SplitError(ValueError):
+class SplitError(JetvoxError, ValueError):
     """The graph does not have the shape of a splittable VITS voice."""
 
 
@@ -60,7 +62,27 @@ def find_boundary(model: onnx.ModelProto) -> Boundary:
     inputs = [i.name for i in graph.input if i.name not in consts]
     out = graph.output[0].name
 
-    # Tensors in topological order, with edges tensor -> tensor through nodes.
+    order, edges = _tensor_graph(graph, inputs, consts)
+    back: dict[str, list[str]] = {}
+    for a, b in edges:
+        back.setdefault(b, []).append(a)
+    cut = _first_cut(order, edges, inputs, out, back)
+    if cut is None:
+        raise SplitError(
+            "no single tensor separates the decoder from the rest of the graph "
+            "(multi-speaker voices feed a speaker embedding into the decoder and are not supported)"
+        )
+
+    vocoder = _closure([out], back, stop={cut})
+    channels = _channels(model, cut)
+    durations = next((n.output[0] for n in graph.node if n.op_type == "Ceil"), None)
+    boundary = Boundary(tensor=cut, channels=channels, durations=durations, vocoder_nodes=len(vocoder))
+    log.info("vocoder boundary at %s (%d channels)", cut, channels)
+    return boundary
+
+
+def _tensor_graph(graph: onnx.GraphProto, inputs: list[str], consts: set[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """Tensors in topological order, and the edges tensor -> tensor through nodes (constants left out)."""
     order: list[str] = list(inputs)
     edges: list[tuple[str, str]] = []
     for node in graph.node:
@@ -70,22 +92,22 @@ def find_boundary(model: onnx.ModelProto) -> Boundary:
                 continue
             order.append(o)
             edges.extend((i, o) for i in ins)
-    pos = {t: n for n, t in enumerate(order)}
+    return order, edges
 
-    # Keep only tensors on some input -> output path.
+
+def _first_cut(
+    order: list[str], edges: list[tuple[str, str]], inputs: list[str], out: str, back: dict[str, list[str]]
+) -> str | None:
+    """The first tensor after the inputs, on an input -> output path, that no edge jumps over."""
+    pos = {t: n for n, t in enumerate(order)}
     fwd: dict[str, list[str]] = {}
-    back: dict[str, list[str]] = {}
     for a, b in edges:
         fwd.setdefault(a, []).append(b)
-        back.setdefault(b, []).append(a)
-    reach = _closure(inputs, fwd)
-    coreach = _closure([out], back)
-    live = reach & coreach
+    live = _closure(inputs, fwd) & _closure([out], back)  # only tensors on some input -> output path
     if out not in live:
         raise SplitError("the output does not depend on the inputs")
     live_order = sorted(live, key=pos.__getitem__)
     rank = {t: n for n, t in enumerate(live_order)}
-
     # An edge (a, b) "jumps over" every position strictly between a and b; a virtual
     # source feeds all graph inputs, so positions before the last input are covered too.
     cover = [0] * (len(live_order) + 1)
@@ -99,24 +121,11 @@ def find_boundary(model: onnx.ModelProto) -> Boundary:
             cover[rank[a] + 1] += 1
             cover[rank[b]] -= 1
     running = 0
-    cut: str | None = None
     for n, tensor in enumerate(live_order):
         running += cover[n]
         if n > last_input_rank and running == 0 and tensor != out:
-            cut = tensor
-            break
-    if cut is None:
-        raise SplitError(
-            "no single tensor separates the decoder from the rest of the graph "
-            "(multi-speaker voices feed a speaker embedding into the decoder and are not supported)"
-        )
-
-    vocoder = _closure([out], back, stop={cut})
-    channels = _channels(model, cut)
-    durations = next((n.output[0] for n in graph.node if n.op_type == "Ceil"), None)
-    boundary = Boundary(tensor=cut, channels=channels, durations=durations, vocoder_nodes=len(vocoder))
-    log.info("vocoder boundary at %s (%d channels)", cut, channels)
-    return boundary
+            return tensor
+    return None
 
 
 def _closure(start: Iterable[str], adj: dict[str, list[str]], stop: set[str] | None = None) -> set[str]:

@@ -12,8 +12,8 @@ import pytest
 # test_calibration do, with their own settings): the full INT8 chain with its gate takes ~5 minutes.
 os.environ.setdefault("JETVOX_INT8", "off")
 
-from device import config
-from device.mosquitto import BrokerError, Mosquitto
+from devtools.mosquitto import BrokerError, Mosquitto
+from jetvox.device import config
 from tests.mqttfix import DaemonProcess, Probe
 
 
@@ -65,7 +65,7 @@ def probe_factory() -> Iterator[Callable[..., Probe]]:
 @pytest.fixture
 def inproc_daemon(tmp_path: Path) -> Iterator[Callable[[dict[str, Any]], Any]]:
     """Start a Daemon in this process from a settings mapping; stopped after the test."""
-    from device.daemon import Daemon
+    from jetvox.device.daemon.service import Daemon
 
     started: list[Daemon] = []
 

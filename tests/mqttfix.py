@@ -15,8 +15,8 @@ from typing import Any, Callable, Optional
 import paho.mqtt.client as mqtt
 import yaml
 
-from device.messages import Status
-from device.mosquitto import Mosquitto
+from devtools.mosquitto import Mosquitto
+from jetvox.device.daemon.messages import Status
 
 WAIT_S = 60.0
 """Default bound for every wait on the daemon (synthesis on a shared 2-core box is slow)."""
@@ -163,7 +163,7 @@ class DaemonProcess:
     def start(self) -> "DaemonProcess":
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "device.cli", "serve", "--config", str(self.config_path), *self.args],
+            [sys.executable, "-m", "jetvox.device.cli", "serve", "--config", str(self.config_path), *self.args],
             stdout=log, stderr=log, env=self.env, cwd=self.workdir,
         )
         log.close()

@@ -6,9 +6,14 @@ import os
 import time
 from pathlib import Path
 
-from device.cache import AudioCache, CachedAudio, cache_key, voice_identity
-from device.config import SynthesisConfig
-from device.synthesis import Params
+from jetvox.device.config import SynthesisConfig
+from jetvox.device.daemon.cache import (
+    AudioCache,
+    CachedAudio,
+    cache_key,
+    voice_identity,
+)
+from jetvox.device.synthesis.synthesizer import Params
 
 
 def audio(n_bytes: int, fill: int = 1) -> CachedAudio:
@@ -62,15 +67,14 @@ def test_corrupt_entry_is_dropped(tmp_path: Path) -> None:
 
 
 def test_key_depends_on_text_voice_and_parameters() -> None:
-    manifest = {"models": {"acoustic": {"sha256": "aa"}, "vocoder": {"sha256": "bb"}}, "gain": 1.5}
-    voice = voice_identity("v", manifest, "fp32")
+    hashes = {"acoustic": "aa", "vocoder": "bb"}
+    voice = voice_identity("v", hashes, 1.5, "fp32")
     params = Params(length_scale=1.0, noise_scale=0.667, noise_w=0.8, volume=1.0)
     syn = SynthesisConfig()
     base = cache_key("Hello", voice, params, syn)
     assert base == cache_key("Hello", voice, params, syn)
     assert base != cache_key("Hello!", voice, params, syn)
-    assert base != cache_key("Hello", voice_identity("v", {**manifest, "models": {"acoustic": {"sha256": "cc"}}},
-                                                     "fp32"), params, syn)
-    assert base != cache_key("Hello", voice_identity("v", manifest, "int8"), params, syn)
+    assert base != cache_key("Hello", voice_identity("v", {"acoustic": "cc"}, 1.5, "fp32"), params, syn)
+    assert base != cache_key("Hello", voice_identity("v", hashes, 1.5, "int8"), params, syn)
     assert base != cache_key("Hello", voice, Params(1.2, 0.667, 0.8, 1.0), syn)
     assert base != cache_key("Hello", voice, params, SynthesisConfig(sentence_silence_s=0.5))

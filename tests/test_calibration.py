@@ -10,9 +10,9 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from device.normalize import prepare
-from provisioning import calibration as cal
-from provisioning.corpus import HELD_OUT, check_disjoint, normalised_key
+from jetvox.device.evaluation.sentences import HELD_OUT, check_disjoint, normalised_key
+from jetvox.device.text.normalize import prepare
+from jetvox.provisioning.int8 import calibration as cal
 from tests.voicefix import TEACHER
 
 
@@ -108,25 +108,23 @@ def test_seed_noise_makes_random_nodes_reproducible() -> None:
 @pytest.fixture(scope="module")
 def fp32_voice(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The teacher voice split into acoustic + vocoder (INT8 steps off: this module needs FP32 only)."""
-    from device import config
-    from provisioning import int8
-    from provisioning.pipeline import provision
+    from jetvox.device import config
+    from jetvox.provisioning.pipeline import provision
 
     state = tmp_path_factory.mktemp("fp32-state")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(int8.ENV, "off")
-        return provision(config.load(state_dir=str(state), voice__name=TEACHER), progress=lambda _m: None).directory
+    cfg = config.load(state_dir=str(state), voice__name=TEACHER, provision__int8="off")
+    return provision(cfg, progress=lambda _m: None).directory
 
 
 @pytest.mark.slow
 def test_calibration_inputs_come_from_the_real_models(fp32_voice: Path) -> None:
     """Phoneme ids and z from the FP32 acoustic model, reproducible thanks to the seeded noise."""
-    from device.phonemes import Phonemizer
-    from provisioning.manifest import read_manifest
+    from jetvox.device.text.phonemes import Phonemizer
+    from jetvox.device.voice.manifest import read_manifest
 
     directory = fp32_voice
     manifest = read_manifest(directory)
-    phonemizer = Phonemizer(manifest["espeak_voice"], manifest["phoneme_id_map"])
+    phonemizer = Phonemizer(manifest.espeak_voice, manifest.phoneme_id_map)
     sentences = cal.generate_sentences(4)
     scales = (0.667, 1.0, 0.8)
     builds = [
@@ -136,8 +134,8 @@ def test_calibration_inputs_come_from_the_real_models(fp32_voice: Path) -> None:
     first, second = builds
     assert len(first.z) >= len(sentences)
     for ids, z in zip(first.ids, first.z):
-        assert ids.dtype == np.int64 and ids[0] == manifest["phoneme_id_map"]["^"][0]
-        assert z.shape[:2] == (1, manifest["latent_channels"]) and z.shape[2] > 20
+        assert ids.dtype == np.int64 and ids[0] == manifest.phoneme_id_map["^"][0]
+        assert z.shape[:2] == (1, manifest.latent_channels) and z.shape[2] > 20
         assert 0.5 < float(z.std()) < 5.0  # noise_scale 0.667 makes z spread like the runtime's
     for a, b in zip(first.z, second.z):
         np.testing.assert_array_equal(a, b)

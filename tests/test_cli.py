@@ -13,7 +13,7 @@ import pytest
 from tests.voicefix import provisioned_state_dir
 
 pytestmark = pytest.mark.slow
-JETVOX = [sys.executable, "-m", "device.cli"]
+JETVOX = [sys.executable, "-m", "jetvox.device.cli"]
 
 
 def run(args: list[str], state: Path | None = None, stdin: bytes | None = None, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from device import config
-from device.cli import main
+from jetvox.device import config
+from jetvox.device.cli import main
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "jetvox.example.yaml"
 

@@ -11,8 +11,8 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 
-from device.messages import Topics
-from device.mosquitto import Mosquitto
+from devtools.mosquitto import Mosquitto
+from jetvox.device.daemon.messages import Topics
 from tests.mqttfix import WAIT_S, Probe, daemon_settings
 
 pytestmark = pytest.mark.slow
@@ -33,7 +33,7 @@ def pcm(chunks: list[bytes]) -> np.ndarray:
 
 def test_text_in_pcm_out_is_intelligible(broker: Mosquitto, state_dir: Path, inproc_daemon: Callable,
                                          probe_factory: Callable) -> None:
-    quality = pytest.importorskip("provisioning.quality")
+    quality = pytest.importorskip("jetvox.device.evaluation.quality")
     probe = probe_factory(broker, [f"{PREFIX}/#"])
     inproc_daemon(daemon_settings(state_dir, broker))
     refs = ["The front door is open.", "Please close the garage door before you leave the house."]
@@ -274,10 +274,10 @@ def test_demo_script(state_dir: Path, tmp_path: Path) -> None:
     import wave
 
     out = tmp_path / "demo.wav"
-    script = Path(__file__).resolve().parent.parent / "scripts" / "demo.py"
-    res = subprocess.run([sys.executable, str(script), "--out", str(out), "--no-play", "--timeout", "120"],
+    root = Path(__file__).resolve().parent.parent
+    res = subprocess.run([sys.executable, "-m", "devtools.demo", "--out", str(out), "--no-play", "--timeout", "120"],
                          env={**os.environ, "JETVOX_STATE_DIR": str(state_dir)}, capture_output=True, text=True,
-                         timeout=180, cwd=tmp_path)
+                         timeout=180, cwd=root)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "publish to first chunk" in res.stdout
     with wave.open(str(out)) as w:
@@ -285,8 +285,8 @@ def test_demo_script(state_dir: Path, tmp_path: Path) -> None:
 
 
 def test_bench_publish_to_first_chunk(state_dir: Path) -> None:
-    from device import config
-    from device.bench_mqtt import measure_publish_to_first_chunk
+    from devtools.bench_mqtt import measure_publish_to_first_chunk
+    from jetvox.device import config
 
     ms = measure_publish_to_first_chunk(config.load(state_dir=str(state_dir)), ["Door open.", "Battery low."])
     assert len(ms) == 2 and all(0 < m < 30000 for m in ms), ms

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from device.dedupe import FINISHED, DoneIds, Redeliveries
+from jetvox.device.daemon.dedupe import FINISHED, DoneIds, Redeliveries
 
 
 def test_journal_survives_reopen_and_is_bounded(tmp_path: Path) -> None:

@@ -11,18 +11,29 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from provisioning.corpus import HELD_OUT, normalised_key
-from provisioning.distill.corpus import generate
+from jetvox.device.evaluation.sentences import HELD_OUT, normalised_key
+from jetvox.provisioning.distill.corpus import generate
 
 torch = pytest.importorskip("torch", reason="the distillation extra (pip install .[train]) is not installed")
 
-from provisioning.distill import teacher_data  # noqa: E402
-from provisioning.distill.costs import count_macs  # noqa: E402
-from provisioning.distill.export import FP16_MIN_ELEMENTS, INTERFACES, check_interface, export, load_student  # noqa: E402
-from provisioning.distill.models import HOP, InverseSTFT, StudentVocoder, VocoderConfig  # noqa: E402
-from provisioning.distill.train import TrainConfig, _lr, extend, train  # noqa: E402
+from jetvox.provisioning.distill import teacher_data  # noqa: E402
+from jetvox.provisioning.distill.costs import count_macs  # noqa: E402
+from jetvox.provisioning.distill.export import (  # noqa: E402
+    FP16_MIN_ELEMENTS,
+    INTERFACES,
+    check_interface,
+    export,
+    load_student,
+)
+from jetvox.provisioning.distill.models import (  # noqa: E402
+    HOP,
+    InverseSTFT,
+    StudentVocoder,
+    VocoderConfig,
+)
+from jetvox.provisioning.distill.train import TrainConfig, _lr, extend, train  # noqa: E402
 
-SHIPPED = Path(__file__).resolve().parent.parent / "provisioning" / "voices_data" / "joe-fast"
+SHIPPED = Path(__file__).resolve().parent.parent / "device" / "voice" / "shipped" / "joe-fast"
 OVERLAP = 16  # frames either side, as device.synthesis vocodes
 
 

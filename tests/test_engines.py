@@ -9,8 +9,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from engines import Engine, EngineError, TensorSpec, check_feeds, open_engine
-from engines.onnxrt import OnnxRuntimeEngine, choose_providers
+from jetvox.engines import Engine, EngineError, TensorSpec, check_feeds, open_engine
+from jetvox.engines.onnxrt import OnnxRuntimeEngine, choose_providers
 
 
 def _scale_model(path: Path) -> Path:

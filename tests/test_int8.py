@@ -12,9 +12,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from provisioning import int8
-from provisioning import quantize as qz
-from provisioning.int8 import GateFigures, Verdict, choose, judge, ladder
+from jetvox.device.voice.manifest import Manifest, ModelEntry, Precision, SourceInfo
+from jetvox.provisioning.int8 import quantize as qz
+from jetvox.provisioning.int8 import steps as int8
+from jetvox.provisioning.int8.steps import GateFigures, Verdict, choose, judge, ladder
 from tests.voicefix import TEACHER
 
 # --------------------------------------------------------------------------- the gate, with numbers
@@ -91,16 +92,21 @@ def test_noise_equivalent_bound_shrinks_with_quieter_noise() -> None:
     assert d[0] > d[1] > d[2] > 0
 
 
-def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(int8.ENV, raising=False)
-    assert int8.settings_from_env() is int8.FULL
-    monkeypatch.setenv(int8.ENV, "quick")
-    assert int8.settings_from_env() is int8.QUICK
-    monkeypatch.setenv(int8.ENV, "off")
-    assert int8.settings_from_env() is None
-    monkeypatch.setenv(int8.ENV, "fast")
+def test_settings_from_config_and_its_environment_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    from jetvox.device import config
+
+    monkeypatch.delenv(config.INT8_ENV, raising=False)
+    assert int8.settings_for(config.load().provision.int8) is int8.FULL
+    monkeypatch.setenv(config.INT8_ENV, "quick")
+    assert int8.settings_for(config.load().provision.int8) is int8.QUICK
+    monkeypatch.setenv(config.INT8_ENV, "off")
+    assert int8.settings_for(config.load().provision.int8) is None
+    assert config.load(provision__int8="full").provision.int8 == "full"  # an explicit setting wins
+    monkeypatch.setenv(config.INT8_ENV, "fast")
+    with pytest.raises(config.ConfigError, match="provision.int8: expected one of full, quick, off"):
+        config.load()
     with pytest.raises(ValueError, match="full, quick or off"):
-        int8.settings_from_env()
+        int8.settings_for("fast")
     assert int8.FULL.max_wer_rise == 0.02 and int8.FULL.eval_sentences == int8.EVAL_SENTENCES
 
 
@@ -297,8 +303,8 @@ class _RecordingVocoder:
 
 @pytest.mark.parametrize("frames", [5, 16, 40, 47, 120, 333])
 def test_calibration_windows_are_the_runtimes_chunks(frames: int) -> None:
-    from device.config import SynthesisConfig
-    from device.synthesis import Synthesizer
+    from jetvox.device.config import SynthesisConfig
+    from jetvox.device.synthesis.synthesizer import Synthesizer
 
     cfg = SynthesisConfig()
     voc = _RecordingVocoder(hop=4)
@@ -308,7 +314,9 @@ def test_calibration_windows_are_the_runtimes_chunks(frames: int) -> None:
         runtime = np.concatenate([piece for piece, _ in synth.vocode_chunks(z)])
     finally:
         synth.close()
-    chunking = qz.Chunking(cfg.first_chunk_frames, cfg.chunk_frames, cfg.overlap_frames)
+    from jetvox.device.synthesis.chunks import Chunking
+
+    chunking = Chunking(cfg.first_chunk_frames, cfg.chunk_frames, cfg.overlap_frames)
     assert [(a, b) for a, b, _, _ in chunking.windows(frames)] == voc.windows
     assert [w.shape[2] for w in qz.z_windows([z], chunking)] == [b - a for a, b in voc.windows]
     np.testing.assert_array_equal(qz.vocode_chunked(_RecordingVocoder(4), z, chunking), runtime)
@@ -318,7 +326,7 @@ def test_calibration_windows_are_the_runtimes_chunks(frames: int) -> None:
 
 
 def _platform(**kw: Any) -> Any:
-    from provisioning.platform import PlatformInfo
+    from jetvox.provisioning.tensorrt.platform import PlatformInfo
 
     base = dict(
         model="NVIDIA Jetson Orin Nano Developer Kit", is_jetson=True, l4t_version="36.3.0", jetpack_version="6.0",
@@ -328,32 +336,45 @@ def _platform(**kw: Any) -> Any:
     return PlatformInfo(**{**base, **kw})
 
 
-def _manifest_data(tmp_path: Path, vocoder_precision: str = "int8") -> dict[str, Any]:
+def _entry(file: str) -> ModelEntry:
+    return ModelEntry(file=file, sha256="0", inputs=(), outputs=())
+
+
+def _manifest(tmp_path: Path, vocoder_precision: str = "int8", files: bool = True) -> Manifest:
     for name in ("acoustic.onnx", "vocoder.onnx", "vocoder.int8.onnx"):
-        (tmp_path / name).write_bytes(name.encode())
-    models: dict[str, Any] = {"acoustic": {"file": "acoustic.onnx"}, "vocoder": {"file": "vocoder.onnx"}}
+        if files:
+            (tmp_path / name).write_bytes(name.encode())
+    models = {"acoustic": _entry("acoustic.onnx"), "vocoder": _entry("vocoder.onnx")}
     if vocoder_precision == "int8":
-        models["vocoder_int8"] = {"file": "vocoder.int8.onnx"}
-    return {"models": models, "precision": {"acoustic": "fp32", "vocoder": vocoder_precision}, "latent_channels": 192}
+        models["vocoder_int8"] = _entry("vocoder.int8.onnx")
+    return Manifest(
+        voice="v", source=SourceInfo("m", "0", "c", "0"), sample_rate=22050, hop_length=256, latent_channels=192,
+        espeak_voice="en-us", phoneme_id_map={}, gain=1.0, models=models,
+        precision=Precision(acoustic="fp32", vocoder=vocoder_precision),
+    )
 
 
 def test_tensorrt_hook_skips_without_tensorrt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from device.config import Config
-    from provisioning import engines_step, platform
+    from jetvox.device.config import Config
+    from jetvox.provisioning.tensorrt import platform
+    from jetvox.provisioning.tensorrt import step as engines_step
 
     monkeypatch.setattr(platform, "detect_platform", lambda *a, **k: _platform(tensorrt_version=None, fast_int8=None, fast_fp16=None, is_jetson=False))
-    data = _manifest_data(tmp_path)
     said: list[str] = []
-    engines_step.tensorrt_steps(Config(state_dir=tmp_path), None, tmp_path, None, data, said.append)  # type: ignore[arg-type]
+    data = engines_step.tensorrt_steps(Config(state_dir=tmp_path), _manifest(tmp_path), tmp_path, said.append).apply(
+        _manifest(tmp_path)
+    )
     assert said == ["TensorRT not available (not installed): ONNX Runtime models only"]
-    assert data["tensorrt"]["available"] is False and "not installed" in data["tensorrt"]["reason"]
-    assert not any("trt_engine" in m for m in data["models"].values())
+    assert data.tensorrt["available"] is False and "not installed" in data.tensorrt["reason"]
+    assert not any(m.trt for m in data.models.values())
 
 
 def test_tensorrt_hook_records_engines_and_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from device.config import Config
-    from provisioning import engines_step, platform, trt_build
-    from provisioning.steps import sha256_file
+    from jetvox.device.config import Config
+    from jetvox.provisioning.steps import sha256_file
+    from jetvox.provisioning.tensorrt import build as trt_build
+    from jetvox.provisioning.tensorrt import platform
+    from jetvox.provisioning.tensorrt import step as engines_step
 
     info = _platform()
     monkeypatch.setattr(platform, "detect_platform", lambda *a, **k: info)
@@ -367,32 +388,33 @@ def test_tensorrt_hook_records_engines_and_keys(tmp_path: Path, monkeypatch: pyt
         return path
 
     monkeypatch.setattr(trt_build, "ensure_engine", fake_ensure_engine)
-    data = _manifest_data(tmp_path)
-    engines_step.tensorrt_steps(Config(state_dir=tmp_path), None, tmp_path, None, data, lambda _m: None)  # type: ignore[arg-type]
+    before = _manifest(tmp_path)
+    data = engines_step.tensorrt_steps(Config(state_dir=tmp_path), before, tmp_path, lambda _m: None).apply(before)
     assert [(c["onnx"], c["model"], c["precision"]) for c in calls] == [
         ("acoustic.onnx", "acoustic", "fp16"),  # the gate kept FP32: FP16 on a fast-FP16 GPU
         ("vocoder.int8.onnx", "vocoder", "int8"),  # the gate chose INT8: built from the Q/DQ graph
     ]
-    models = data["models"]
+    models = data.models
     for entry, role, precision in (("acoustic", "acoustic", "fp16"), ("vocoder_int8", "vocoder", "int8")):
-        assert models[entry]["trt_engine"].startswith(f"{role}.{precision}.")
-        assert (tmp_path / models[entry]["trt_engine"]).is_file()
-        assert models[entry]["trt_key"] in models[entry]["trt_engine"]
-        assert data["tensorrt"]["engines"][role]["key"] == models[entry]["trt_key"]
-    assert "trt_engine" not in models["vocoder"]
-    assert data["tensorrt"]["available"] is True and data["tensorrt"]["platform"]["tensorrt_version"] == "10.3.0"
+        trt = models[entry].trt
+        assert trt is not None and trt.file.startswith(f"{role}.{precision}.") and trt.precision == precision
+        assert (tmp_path / trt.file).is_file()
+        assert trt.key in trt.file
+        assert data.tensorrt["engines"][role]["key"] == trt.key
+        assert models[entry].to_json()["trt_engine"] == trt.file  # the JSON keeps schema 1's flat keys
+    assert models["vocoder"].trt is None
+    assert data.tensorrt["available"] is True and data.tensorrt["platform"]["tensorrt_version"] == "10.3.0"
     vocoder_profile = calls[1]["profile"]
     syn = Config().synthesis
     assert vocoder_profile.opt["z"] == (1, 192, syn.chunk_frames + 2 * syn.overlap_frames)
 
 
 def test_engine_plan_falls_back_to_fp32_without_fast_fp16() -> None:
-    from provisioning.engines_step import engine_plan
+    from jetvox.provisioning.tensorrt.step import engine_plan
 
-    data = {"models": {"acoustic": {}, "vocoder": {}}, "precision": {"acoustic": "fp32", "vocoder": "fp32"}}
+    data = _manifest(Path("."), vocoder_precision="fp32", files=False)
     assert engine_plan(data, fast_int8=True, fast_fp16=False) == {"acoustic": ("acoustic", "fp32"), "vocoder": ("vocoder", "fp32")}
-    data["models"]["vocoder_int8"] = {}
-    data["precision"]["vocoder"] = "int8"
+    data = _manifest(Path("."), vocoder_precision="int8", files=False)
     assert engine_plan(data, fast_int8=False, fast_fp16=True)["vocoder"] == ("vocoder", "fp16")
 
 
@@ -405,12 +427,12 @@ E2E_SETTINGS = dataclasses.replace(int8.QUICK, methods=("Percentile",), heldout_
 @pytest.fixture(scope="module")
 def int8_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Any]]:
     """A fresh state dir provisioned with the E2E settings: (state dir, first provision result)."""
-    from device import config
-    from provisioning.pipeline import provision
+    from jetvox.device import config
+    from jetvox.provisioning.pipeline import provision
 
     state = tmp_path_factory.mktemp("int8-state")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(int8, "settings_from_env", lambda: E2E_SETTINGS)
+        mp.setattr(int8, "settings_for", lambda _level: E2E_SETTINGS)
         result = provision(config.load(state_dir=str(state), voice__name=TEACHER), progress=lambda _m: None)
         yield state, result
 
@@ -421,35 +443,35 @@ def test_provisioning_produces_a_gated_int8_vocoder(int8_state: tuple[Path, Any]
     m = result.manifest
     assert {"int8-calibration", "int8-vocoder"} <= set(result.ran)
     assert (result.directory / int8.CALIBRATION_FILE).is_file()
-    section = m["int8"]["vocoder"]
-    assert m["precision"]["vocoder"] == section["precision"] == "int8", section["reason"]
-    entry = m["models"]["vocoder_int8"]
-    path = result.directory / entry["file"]
-    from provisioning.steps import sha256_file
+    section = m.int8["vocoder"]
+    assert m.precision.vocoder == section["precision"] == "int8", section["reason"]
+    entry = m.models["vocoder_int8"]
+    path = result.directory / entry.file
+    from jetvox.provisioning.steps import sha256_file
 
-    assert entry["sha256"] == sha256_file(path)
-    assert entry["excluded_nodes"] == section["excluded_nodes"]
-    assert set(entry["excluded_nodes"]) <= set(entry["float_layers"])
+    assert entry.sha256 == sha256_file(path)
+    assert entry.quantization["excluded_nodes"] == section["excluded_nodes"]
+    assert set(entry.quantization["excluded_nodes"]) <= set(entry.quantization["float_layers"])
     summary = qz.qdq_summary(path)
     assert summary["per_channel"] and summary["quantized_layers"]
-    assert set(summary["float_layers"]) == set(entry["float_layers"])
+    assert set(summary["float_layers"]) == set(entry.quantization["float_layers"])
     assert section["wer_int8"] - section["wer_fp32"] <= E2E_SETTINGS.max_wer_rise
     assert 0 < section["log_mel_distance"] <= section["log_mel_max"]
     assert section["speed"]["int8_ms_per_audio_s"] > 0 and section["speed"]["speedup"] > 0
     assert [s["node"] for s in section["sensitivity"]][:1] == ["/dec/conv_post/Conv"]  # the audio-rate output layer hurts most
-    assert m["precision"]["acoustic"] == "fp32" and "acoustic_int8" not in m["models"]
-    assert m["tensorrt"]["available"] is False
+    assert m.precision.acoustic == "fp32" and "acoustic_int8" not in m.models
+    assert m.tensorrt["available"] is False
 
 
 @pytest.mark.slow
 def test_second_provision_is_a_no_op(int8_state: tuple[Path, Any]) -> None:
-    from device import config
-    from provisioning.pipeline import provision
+    from jetvox.device import config
+    from jetvox.provisioning.pipeline import provision
 
     state, first = int8_state
     said: list[str] = []
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(int8, "settings_from_env", lambda: E2E_SETTINGS)
+        mp.setattr(int8, "settings_for", lambda _level: E2E_SETTINGS)
         again = provision(config.load(state_dir=str(state), voice__name=TEACHER), progress=said.append)
     assert again.ran == ()
     assert {"int8-calibration: up to date", "int8-vocoder: up to date"} <= set(said)
@@ -460,15 +482,15 @@ def test_second_provision_is_a_no_op(int8_state: tuple[Path, Any]) -> None:
 @pytest.mark.slow
 def test_int8_synthesizer_stays_close_to_fp32_on_the_same_z(int8_state: tuple[Path, Any]) -> None:
     """Bound: white noise 40 dB below the speech (the gate's log-mel criterion), measured on this audio."""
-    from device import config
-    from device.synthesis import Synthesizer
-    from device.voice import load_voice
-    from provisioning.quality import log_mel_distance
+    from jetvox.device import config
+    from jetvox.device.evaluation.quality import log_mel_distance
+    from jetvox.device.synthesis.synthesizer import Synthesizer
+    from jetvox.device.voice.loader import load_voice
 
     state, result = int8_state
     cfg = config.load(state_dir=str(state), voice__name=TEACHER)
     with load_voice(cfg, precision="fp32") as v32, load_voice(cfg, precision="int8") as v8:
-        assert v8.vocoder.path.name == result.manifest["models"]["vocoder_int8"]["file"]
+        assert v8.vocoder.path.name == result.manifest.models["vocoder_int8"].file
         s32, s8 = Synthesizer(v32, cfg.synthesis), Synthesizer(v8, cfg.synthesis)
         try:
             ids = s32.sentences("The attic is 27.5 °C and the fan has run for 40 minutes.")[0]

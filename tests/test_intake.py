@@ -10,9 +10,9 @@ from typing import Callable
 
 import pytest
 
-from device.config import MqttConfig
-from device.intake import Delivery, MqttIntake
-from device.mosquitto import Mosquitto
+from devtools.mosquitto import Mosquitto
+from jetvox.device.config import MqttConfig
+from jetvox.device.daemon.intake import Delivery, MqttIntake
 
 
 class Inbox:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from device.normalize import normalize
-from device.synthesis import Synthesizer
-from device.voice import load_voice
-from provisioning.quality import transcribe, word_error_rate
+from jetvox.device.evaluation.quality import transcribe, word_error_rate
+from jetvox.device.synthesis.synthesizer import Synthesizer
+from jetvox.device.text.normalize import normalize
+from jetvox.device.voice.loader import load_voice
 from tests.voicefix import voice_config
 
 pytestmark = pytest.mark.slow
@@ -32,7 +32,7 @@ def test_jetvox_wer_is_within_005_of_piper_tts() -> None:
     cfg = voice_config()
     voice = load_voice(cfg)
     synth = Synthesizer(voice, cfg.synthesis)
-    piper = PiperVoice.load(voice.manifest["source"]["model"])
+    piper = PiperVoice.load(voice.manifest.source.model)
     refs, ours, theirs = [], [], []
     try:
         for text in SENTENCES:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from device.messages import (
+from jetvox.device.daemon.messages import (
     HermesSay,
     HermesSayFinished,
     PayloadError,

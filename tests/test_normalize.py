@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from device.normalize import normalize, prepare, split_sentences
+from jetvox.device.text.normalize import normalize, prepare, split_sentences
 
 SPOKEN = [
     # integers and thousands separators

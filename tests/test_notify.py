@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from device.config import LoggingConfig
-from device.logs import setup_logging, under_systemd
-from device.notify import Notifier
+from jetvox.device.config import LoggingConfig
+from jetvox.device.daemon.logs import setup_logging, under_systemd
+from jetvox.device.daemon.notify import Notifier
 
 
 def bound_socket(tmp_path: Path) -> socket.socket:
@@ -21,9 +21,13 @@ def bound_socket(tmp_path: Path) -> socket.socket:
     return sock
 
 
-def test_ready_status_watchdog(tmp_path: Path) -> None:
+def test_ready_status_watchdog(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("systemd.daemon")
     sock = bound_socket(tmp_path)
-    n = Notifier({"NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "2000000"})
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify.sock"))
+    monkeypatch.setenv("WATCHDOG_USEC", "2000000")
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    n = Notifier()
     assert n.enabled and n.watchdog_s == 2.0 and n.ping_interval_s == 1.0
     n.ready("serving")
     assert sock.recv(4096) == b"READY=1\nSTATUS=serving"
@@ -38,21 +42,27 @@ def test_ready_status_watchdog(tmp_path: Path) -> None:
     sock.close()
 
 
-def test_abstract_socket_address() -> None:
+def test_abstract_socket_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("systemd.daemon")
     name = f"jetvox-test-{os.getpid()}"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind("\0" + name)
     sock.settimeout(2)
-    Notifier({"NOTIFY_SOCKET": "@" + name}).ready()
+    monkeypatch.setenv("NOTIFY_SOCKET", "@" + name)
+    Notifier().ready()
     assert sock.recv(100) == b"READY=1"
     sock.close()
 
 
-def test_noop_without_systemd_and_watchdog_for_another_pid() -> None:
-    n = Notifier({})
+def test_noop_without_systemd_and_watchdog_for_another_pid(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
+        monkeypatch.delenv(var, raising=False)
+    n = Notifier()
     assert not n.enabled and n.watchdog_s is None and not n.send(ready="1")
     n.watchdog()
-    assert Notifier({"WATCHDOG_USEC": "1000", "WATCHDOG_PID": "1"}).watchdog_s is None
+    monkeypatch.setenv("WATCHDOG_USEC", "1000")
+    monkeypatch.setenv("WATCHDOG_PID", "1")
+    assert Notifier().watchdog_s is None
 
 
 @pytest.fixture

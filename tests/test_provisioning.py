@@ -6,15 +6,15 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
 import onnx
 import pytest
 
-from device import config
-from provisioning import manifest as mf
-from provisioning.pipeline import provision
-from provisioning.steps import atomic_path
-from provisioning.voices import VoiceError, resolve_voice
+from jetvox.device import config
+from jetvox.device.storage import atomic_path
+from jetvox.device.voice import manifest as mf
+from jetvox.device.voice.sources import VoiceError, resolve_voice
+from jetvox.engines.base import TensorSpec
+from jetvox.provisioning.pipeline import provision
 
 pytestmark = pytest.mark.slow
 
@@ -41,11 +41,12 @@ def test_provision_writes_models_and_manifest_then_is_a_noop(tmp_path: Path, voi
     assert first.ran[:2] == ("split", "verify-split")
     assert any("verify-split 4/4" in line for line in lines), "progress is shown"
     man = mf.read_manifest(first.directory)
-    assert man["sample_rate"] == 22050 and man["hop_length"] == 256 and man["latent_channels"] == 192
-    assert man["split_check"]["max_abs_error"] <= 1e-4
-    assert man["models"]["vocoder"]["inputs"] == [{"name": "z", "dtype": "float32", "shape": [1, 192, "frames"]}]
-    assert man["phoneme_id_map"]["^"] == [1]
-    assert man["source"]["model_sha256"] and "onnxruntime" in man["versions"]
+    assert man.sample_rate == 22050 and man.hop_length == 256 and man.latent_channels == 192
+    assert man.split_check["max_abs_error"] <= 1e-4
+    assert man.models["vocoder"].inputs == (TensorSpec(name="z", dtype="float32", shape=(1, 192, "frames")),)
+    assert man.phoneme_id_map["^"] == [1]
+    assert man.source.model_sha256 and "onnxruntime" in man.versions
+    assert mf.Manifest.from_json(man.to_json()) == man  # the typed manifest round-trips its JSON
     mtime = (first.directory / "manifest.json").stat().st_mtime_ns
     again = provision(_cfg(tmp_path, model), progress=lines.append)
     assert again.ran == ()
@@ -128,4 +129,10 @@ def test_manifest_errors_tell_what_to_do(tmp_path: Path) -> None:
         mf.read_manifest(tmp_path)
     (tmp_path / "manifest.json").write_text("{")
     with pytest.raises(mf.ManifestError, match="unreadable"):
+        mf.read_manifest(tmp_path)
+    (tmp_path / "manifest.json").write_text('{"format": 1, "voice": "v"}')
+    with pytest.raises(mf.ManifestError, match="lacks 'source'"):
+        mf.read_manifest(tmp_path)
+    (tmp_path / "manifest.json").write_text('{"format": 0}')
+    with pytest.raises(mf.ManifestError, match="format 0, expected 1"):
         mf.read_manifest(tmp_path)

@@ -7,7 +7,12 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from provisioning.quality import log_mel_distance, normalise_words, transcribe, word_error_rate
+from jetvox.device.evaluation.quality import (
+    log_mel_distance,
+    normalise_words,
+    transcribe,
+    word_error_rate,
+)
 
 SAMPLE_RATE = 22050
 

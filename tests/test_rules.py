@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from device.config import SensorRule
-from device.rules import RuleEngine, topic_matches
+from jetvox.device.config import SensorRule
+from jetvox.device.daemon.rules import RuleEngine, topic_matches
 
 
 @pytest.mark.parametrize(

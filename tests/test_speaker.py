@@ -10,7 +10,7 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from device.mosquitto import Mosquitto
+from devtools.mosquitto import Mosquitto
 from tests.mqttfix import daemon_settings
 
 pytestmark = pytest.mark.slow

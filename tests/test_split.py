@@ -8,7 +8,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from provisioning.split import SplitError, find_boundary, split_model
+from jetvox.provisioning.split import SplitError, find_boundary, split_model
 
 
 def _toy_vits(condition: str | None = None) -> onnx.ModelProto:

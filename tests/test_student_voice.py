@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from device import config
-from device.normalize import normalize
-from device.synthesis import Synthesizer
-from device.voice import load_voice
-from provisioning import manifest as mf
-from provisioning.quality import transcribe, word_error_rate
-from provisioning.voices import SHIPPED_DIR
+from jetvox.device import config
+from jetvox.device.evaluation.quality import transcribe, word_error_rate
+from jetvox.device.synthesis.synthesizer import Synthesizer
+from jetvox.device.text.normalize import normalize
+from jetvox.device.voice import manifest as mf
+from jetvox.device.voice.loader import load_voice
+from jetvox.device.voice.sources import SHIPPED_DIR
 from tests.test_intelligibility import SENTENCES
 from tests.voicefix import voice_config
 
@@ -41,7 +41,7 @@ def _pooled_wer(cfg: config.Config, precision: str | None = None) -> tuple[float
 def test_joe_fast_provisions_with_the_int8_gate_and_speaks_about_as_clearly_as_its_teacher(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from provisioning.pipeline import provision
+    from jetvox.provisioning.pipeline import provision
 
     teacher_cfg = voice_config()  # the shared state is provisioned under the tests' own INT8 setting
     monkeypatch.setenv("JETVOX_INT8", "quick")
@@ -49,10 +49,10 @@ def test_joe_fast_provisions_with_the_int8_gate_and_speaks_about_as_clearly_as_i
     steps: list[str] = []
     provision(cfg, progress=steps.append)
     manifest = mf.read_manifest(mf.voice_dir(tmp_path, "joe-fast"))
-    assert manifest["student"] is True
-    vocoder_int8 = manifest["int8"]["vocoder"]
+    assert manifest.student is True
+    vocoder_int8 = manifest.int8["vocoder"]
     assert vocoder_int8["precision"] in ("int8", "fp32")  # the gate decided, and says why
-    assert ("vocoder_int8" in manifest["models"]) == (vocoder_int8["precision"] == "int8")
+    assert ("vocoder_int8" in manifest.models) == (vocoder_int8["precision"] == "int8")
     assert any("int8-vocoder" in s for s in steps)
 
     student, student_hyps = _pooled_wer(cfg, "fp32")
@@ -77,12 +77,12 @@ def test_bench_runs_student_teacher_and_piper_tts_side_by_side(
     import json
     import shutil
 
-    from device.cli import main
+    from jetvox.device.cli import main
     from tests.voicefix import TEACHER, provisioned_state_dir
 
     for name in ("joe-fast", TEACHER):
         shutil.copytree(mf.voice_dir(provisioned_state_dir(), name), mf.voice_dir(tmp_path, name))
-    int8 = "vocoder_int8" in mf.read_manifest(mf.voice_dir(tmp_path, "joe-fast"))["models"]
+    int8 = "vocoder_int8" in mf.read_manifest(mf.voice_dir(tmp_path, "joe-fast")).models
     capsys.readouterr()
     assert main(["bench", "--json", "--wer", "--limit", "3", "--state-dir", str(tmp_path)]) == 0
     report = json.loads(capsys.readouterr().out)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from device.synthesis import SynthesisError, Synthesizer
-from device.voice import load_voice
+from jetvox.device.synthesis.synthesizer import SynthesisError, Synthesizer
+from jetvox.device.voice.loader import load_voice
 from tests.voicefix import voice_config
 
 pytestmark = pytest.mark.slow

@@ -89,7 +89,7 @@ def test_install_script_stages_everything_and_keeps_an_existing_config(tmp_path:
     script = ROOT / "scripts" / "install.sh"
     res = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
-    assert (tmp_path / "opt/jetvox/src/device/daemon.py").is_file()
+    assert (tmp_path / "opt/jetvox/src/device/daemon/service.py").is_file()
     assert not (tmp_path / "opt/jetvox/src/.venv").exists()
     for name in ("jetvox.service", "jetvox-provision.service"):
         assert (tmp_path / "etc/systemd/system" / name).read_text() == (UNITS / name).read_text()

@@ -7,9 +7,7 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import logging
-import subprocess
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -19,10 +17,9 @@ from typing import Iterator
 import numpy as np
 import pytest
 
-from engines.base import EngineError
-from engines.tensorrt import CudaWorker, TensorRTEngine
-from provisioning.platform import PlatformInfo, detect_platform
-from provisioning.trt_build import (
+from jetvox.engines.base import EngineError
+from jetvox.engines.tensorrt import CudaWorker, TensorRTEngine
+from jetvox.provisioning.tensorrt.build import (
     BuildError,
     Profile,
     build_engine,
@@ -30,6 +27,7 @@ from provisioning.trt_build import (
     ensure_engine,
     profiles_for,
 )
+from jetvox.provisioning.tensorrt.platform import PlatformInfo, detect_platform
 
 try:
     from tests import trt_fake
@@ -285,7 +283,7 @@ def test_data_dependent_output_uses_an_output_allocator_and_grows(
     assert [c.args[0] for c in fakes.rec.named("set_output_allocator")] == ["z"]
     small, big = [1, 2, 3], list(range(1, 41))
     for ids in (small, big, small):
-        with caplog.at_level(logging.WARNING, logger="engines.tensorrt"):
+        with caplog.at_level(logging.WARNING, logger="jetvox.engines.tensorrt"):
             out = eng.infer(_acoustic_feeds(ids))
         np.testing.assert_array_equal(out["z"], trt_fake.acoustic_outputs(np.array([ids]), 192)[0])
     assert "growing its buffers" in caplog.text
@@ -333,10 +331,10 @@ def _tiny_onnx(path: Path) -> Path:
 def test_missing_engine_falls_back_to_onnxruntime_and_says_why(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from engines.loader import open_engine
+    from jetvox.engines.loader import open_engine
 
     model = _tiny_onnx(tmp_path / "tiny.onnx")
-    with caplog.at_level(logging.WARNING, logger="engines.loader"):
+    with caplog.at_level(logging.WARNING, logger="jetvox.engines.loader"):
         eng = open_engine(model, engine_path=tmp_path / "missing.engine", providers=["CPUExecutionProvider"])
     assert eng.backend == "onnxruntime"
     assert "missing.engine" in caplog.text and "not found" in caplog.text
@@ -346,12 +344,12 @@ def test_missing_engine_falls_back_to_onnxruntime_and_says_why(
 
 
 def test_no_tensorrt_falls_back(tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
-    from engines.loader import open_engine
+    from jetvox.engines.loader import open_engine
 
     monkeypatch.setitem(sys.modules, "tensorrt", None)  # import tensorrt -> ImportError
     model = _tiny_onnx(tmp_path / "tiny.onnx")
     engine_file = trt_fake.write_engine(tmp_path / "v.engine", trt_fake.vocoder_spec())
-    with caplog.at_level(logging.WARNING, logger="engines.loader"):
+    with caplog.at_level(logging.WARNING, logger="jetvox.engines.loader"):
         eng = open_engine(model, engine_path=engine_file, providers=["CPUExecutionProvider"])
     assert eng.backend == "onnxruntime" and "v.engine unavailable" in caplog.text
     eng.close()
@@ -360,12 +358,12 @@ def test_no_tensorrt_falls_back(tmp_path: Path, caplog: pytest.LogCaptureFixture
 def test_undeserialisable_engine_falls_back_with_the_reason(
     fakes: trt_fake.Fakes, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from engines.loader import open_engine
+    from jetvox.engines.loader import open_engine
 
     model = _tiny_onnx(tmp_path / "tiny.onnx")
     bad = tmp_path / "old.engine"
     bad.write_bytes(b"engine from another TensorRT")
-    with caplog.at_level(logging.WARNING, logger="engines.loader"):
+    with caplog.at_level(logging.WARNING, logger="jetvox.engines.loader"):
         eng = open_engine(model, engine_path=bad, providers=["CPUExecutionProvider"])
     assert eng.backend == "onnxruntime"
     assert "could not deserialise old.engine" in caplog.text and "not compatible" in caplog.text
@@ -373,7 +371,7 @@ def test_undeserialisable_engine_falls_back_with_the_reason(
 
 
 def test_loaded_engine_satisfies_open_engine(fakes: trt_fake.Fakes, tmp_path: Path) -> None:
-    from engines.loader import open_engine
+    from jetvox.engines.loader import open_engine
 
     model = _tiny_onnx(tmp_path / "tiny.onnx")
     path = trt_fake.write_engine(tmp_path / "v.engine", trt_fake.vocoder_spec())
@@ -477,7 +475,7 @@ def test_parse_failure_reports_every_parser_error(fakes: trt_fake.Fakes, tmp_pat
 
 def test_int8_without_qdq_warns(fakes: trt_fake.Fakes, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     fakes.gpu.network_has_qdq = False
-    with caplog.at_level(logging.WARNING, logger="provisioning.trt_build"):
+    with caplog.at_level(logging.WARNING, logger="jetvox.provisioning.tensorrt.build"):
         build_engine(_onnx_file(tmp_path), tmp_path / "v.engine", precision="int8", profile=VOCODER_PROFILE)
     assert "no Q/DQ layers" in caplog.text
 
@@ -570,7 +568,7 @@ def test_a_tensorrt_stub_package_counts_as_no_tensorrt(tmp_path: Path, monkeypat
 def test_verify_device_without_tensorrt_exits_nonzero_with_a_clear_message(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from provisioning.verify_device import EXIT_NO_TENSORRT, main
+    from jetvox.provisioning.tensorrt.verify_device import EXIT_NO_TENSORRT, main
 
     monkeypatch.setitem(sys.modules, "tensorrt", None)
     argv = ["--acoustic", "a.onnx", "--vocoder", "v.onnx", "--out", str(tmp_path)]
@@ -578,19 +576,3 @@ def test_verify_device_without_tensorrt_exits_nonzero_with_a_clear_message(
     err = capsys.readouterr().err
     assert "TensorRT is not usable here" in err and "Jetson" in err
     assert list(tmp_path.iterdir()) == []
-
-
-# --------------------------------------------------------------------------- types
-
-
-def test_mypy_passes_on_the_tensorrt_modules() -> None:
-    if importlib.util.find_spec("mypy") is None:
-        pytest.skip("mypy is not installed (pip install -e '.[test]')")
-    result = subprocess.run(
-        [sys.executable, "-m", "mypy", "--config-file", str(ROOT / "mypy.ini")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from device.work_queue import Job, WorkQueue
+from jetvox.device.daemon.work_queue import Job, WorkQueue
 
 
 def job(msg_id: str, priority: str = "normal", **kw: object) -> Job:

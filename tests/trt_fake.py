@@ -176,7 +176,7 @@ class Fakes:
         """Put the fakes in sys.modules for the test (and forget any cached TensorRT logger)."""
         import sys
 
-        import engines.tensorrt as etrt
+        import jetvox.engines.tensorrt.common as etrt
 
         monkeypatch.setitem(sys.modules, "tensorrt", self.trt)
         monkeypatch.setitem(sys.modules, "pycuda", self.pycuda)

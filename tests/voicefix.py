@@ -8,8 +8,8 @@ import tempfile
 import threading
 from pathlib import Path
 
-from device import config
-from provisioning.voices import PACKAGED_VOICE
+from jetvox.device import config
+from jetvox.device.voice.sources import PACKAGED_VOICE
 
 TEACHER = PACKAGED_VOICE
 """The packaged Piper voice: split, quantised and compared with piper-tts by most tests."""
@@ -22,7 +22,7 @@ def provisioned_state_dir() -> Path:
     global _STATE
     with _LOCK:
         if _STATE is None:
-            from provisioning.pipeline import provision
+            from jetvox.provisioning.pipeline import provision
 
             state = Path(tempfile.mkdtemp(prefix="jetvox-test-state-"))
             atexit.register(shutil.rmtree, state, True)

@@ -6,7 +6,7 @@ import logging
 import random
 from typing import Iterable
 
-from provisioning.corpus import check_disjoint, normalised_key
+from jetvox.device.evaluation.sentences import HELD_OUT, check_disjoint, normalised_key
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +216,6 @@ def generate(size: int = DEFAULT_SIZE, seed: int = SEED, exclude: Iterable[str] 
     """
     exclude = list(exclude)
     banned = {normalised_key(s) for s in exclude}
-    from provisioning.corpus import HELD_OUT
 
     banned.update(normalised_key(s) for s in HELD_OUT)
     rng = random.Random(seed)

@@ -11,6 +11,8 @@ from typing import Mapping
 import numpy as np
 import onnx
 
+from jetvox.engines.onnxrt import ort_session
+
 log = logging.getLogger(__name__)
 
 COUNTED = ("Conv", "ConvTranspose", "MatMul", "Gemm")
@@ -33,8 +35,6 @@ def _shapes_by_running(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) 
 
     Static shape inference cannot follow data-dependent sizes (frames from durations), so the fixed input is run.
     """
-    import onnxruntime as ort
-
     m = onnx.ModelProto()
     m.CopyFrom(model)
     known = {o.name for o in m.graph.output}
@@ -50,9 +50,7 @@ def _shapes_by_running(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) 
     wanted = [n for n in wanted if n not in inits]
     for name in wanted:
         m.graph.output.append(onnx.ValueInfoProto(name=name))
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    sess = ort_session(m.SerializeToString(), optimize=False)
     names = [o.name for o in sess.get_outputs()]
     values = sess.run(names, dict(feeds))
     shapes = dict(inits)
@@ -104,12 +102,7 @@ def ort_seconds(path: Path, feeds: Mapping[str, np.ndarray], threads: int = 1, r
         threads: intra-op threads (1 = the per-core cost).
         repeats: timed runs.
     """
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    sess = ort_session(path, threads=threads)
     sess.run(None, dict(feeds))
     best = float("inf")
     for _ in range(repeats):

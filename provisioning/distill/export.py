@@ -8,10 +8,14 @@ from pathlib import Path
 from typing import Union
 
 import numpy as np
+import onnx
 import torch
+from onnx import TensorProto, helper, numpy_helper
 
-from provisioning.distill.models import HOP, LATENT, N_FFT, InverseSTFT
-from provisioning.distill.train import CKPT, TrainConfig, build_model
+from jetvox.engines.errors import JetvoxError
+from jetvox.engines.onnxrt import ort_session
+from jetvox.provisioning.distill.models import HOP, LATENT, N_FFT, InverseSTFT
+from jetvox.provisioning.distill.train import CKPT, TrainConfig, build_model
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +34,7 @@ FP16_MIN_ELEMENTS = 1024
 """Float initializers at least this large are stored as float16 with a Cast back to float32 (folded at load)."""
 
 
-class InterfaceError(ValueError):
+class InterfaceError(JetvoxError, ValueError):
     """An exported model's inputs or outputs differ from the teacher split's."""
 
 
@@ -47,9 +51,6 @@ def load_student(run_dir: Path) -> tuple[torch.nn.Module, TrainConfig, dict]:
 
 def _fix_io(path: Path, role: str) -> None:
     """Name the dynamic axes (and fixed sizes) of the graph's inputs and outputs exactly as the teacher's."""
-    import onnx
-    from onnx import helper
-
     model = onnx.load(str(path))
     ins, outs = INTERFACES[role]
     types = {"float32": onnx.TensorProto.FLOAT, "int64": onnx.TensorProto.INT64}
@@ -68,8 +69,6 @@ def _basis_nodes(name: str, layout: str, n_fft: int, bins: int) -> tuple[list, l
     n_fft is a power of two; window and per-bin scale are stored (a few KB). Plain float ops, so both
     ONNX Runtime and TensorRT fold the whole subgraph into a constant when they load the model.
     """
-    from onnx import helper, numpy_helper
-
     n = np.arange(n_fft, dtype=np.float64)
     window = (0.5 - 0.5 * np.cos(n * 2 * np.pi / n_fft)).astype(np.float32)
     k = np.arange(bins)
@@ -118,9 +117,6 @@ def compact(path: Path) -> None:
     as float16 with a Cast to float32: runtimes fold both back into float32 constants when they load the
     model, so inference cost is unchanged. Raises if the result no longer passes the ONNX checker.
     """
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
     model = onnx.load(str(path))
     graph = model.graph
     bins = N_FFT // 2 + 1
@@ -201,9 +197,7 @@ def export(model: torch.nn.Module, role: str, path: Path) -> Path:
 
 def check_interface(path: Path, role: str) -> None:
     """Raise InterfaceError unless ONNX Runtime sees the teacher split's names, dtypes and shapes for ``role``."""
-    import onnxruntime as ort
-
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    sess = ort_session(path)
     ort_types = {"tensor(float)": "float32", "tensor(int64)": "int64"}
     want_in, want_out = INTERFACES[role]
     for got, want, what in ((sess.get_inputs(), want_in, "inputs"), (sess.get_outputs(), want_out, "outputs")):
@@ -215,9 +209,7 @@ def check_interface(path: Path, role: str) -> None:
 
 def run_vocoder(path: Path, z: np.ndarray) -> np.ndarray:
     """Vocode z [1, 192, T] with ONNX Runtime (CPU); returns audio [T * 256]."""
-    import onnxruntime as ort
-
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    sess = ort_session(path)
     return sess.run(["audio"], {"z": z.astype(np.float32)})[0][0]
 
 

@@ -11,7 +11,21 @@ from typing import Any
 
 import numpy as np
 
-from provisioning.distill.costs import count_macs, ort_seconds
+from jetvox.device.config import default_state_dir
+from jetvox.device.evaluation.quality import (
+    log_mel_distance,
+    transcribe,
+    word_error_rate,
+)
+from jetvox.device.evaluation.sentences import EVAL_SENTENCES, HELD_OUT
+from jetvox.device.synthesis.feeds import acoustic_feeds
+from jetvox.device.text.normalize import normalize, prepare
+from jetvox.device.text.phonemes import Phonemizer
+from jetvox.device.voice import manifest as mf
+from jetvox.engines.onnxrt import ort_session
+from jetvox.provisioning.distill.costs import count_macs, ort_seconds
+from jetvox.provisioning.distill.teacher_data import teacher_dir
+from jetvox.provisioning.int8.calibration import latent, seeded_acoustic_session
 
 log = logging.getLogger(__name__)
 
@@ -62,17 +76,10 @@ class Pair:
     """An acoustic model and a vocoder run with ONNX Runtime on CPU."""
 
     def __init__(self, directory: Path, threads: int = 1) -> None:
-        import onnxruntime as ort
-
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-        self.acoustic = ort.InferenceSession(str(directory / "acoustic.onnx"), so, providers=["CPUExecutionProvider"])
-        self.vocoder = ort.InferenceSession(str(directory / "vocoder.onnx"), so, providers=["CPUExecutionProvider"])
+        self.acoustic = ort_session(directory / "acoustic.onnx", threads=threads)
+        self.vocoder = ort_session(directory / "vocoder.onnx", threads=threads)
 
     def latents(self, ids: list[int], scales: tuple[float, float, float]) -> np.ndarray:
-        from provisioning.calibration import latent
-
         return latent(self.acoustic, ids, scales)
 
     def vocode(self, z: np.ndarray) -> np.ndarray:
@@ -94,10 +101,8 @@ def _join(pieces: list[np.ndarray]) -> np.ndarray:
 def measure_costs(teacher: Path, student: Path, ids: list[int]) -> dict[str, Any]:
     """MACs and 1-thread ORT CPU time per second of audio for each model of both pairs, on one fixed sentence."""
     out: dict[str, Any] = {}
-    arr = np.array([ids], dtype=np.int64)
     for name, directory in (("teacher", teacher), ("student", student)):
-        feeds: dict[str, np.ndarray] = {"input": arr, "input_lengths": np.array([arr.shape[1]], dtype=np.int64),
-                 "scales": np.array([0.0, 1.0, 0.0], dtype=np.float32)}
+        feeds = acoustic_feeds(ids)
         z = Pair(directory).latents(ids, (0.0, 1.0, 0.0))
         seconds = z.shape[2] * HOP / SAMPLE_RATE
         runs: tuple[tuple[str, Path, dict[str, np.ndarray]], ...] = (
@@ -120,6 +125,42 @@ def measure_costs(teacher: Path, student: Path, ids: list[int]) -> dict[str, Any
     return out
 
 
+def _sentence_clips(
+    text: str, phon: Phonemizer, tp: Pair, sp: Pair, draws: dict[str, Any], mel_voc: list[float], mel_pair: list[float]
+) -> dict[str, list[np.ndarray]]:
+    """Every system's audio for one text, piece by piece; appends the log-mel distances to the teacher."""
+    clips: dict[str, list[np.ndarray]] = {k: [] for k in (*draws, "teacher0", "student", "student_vocoder")}
+    for piece in prepare(text):
+        ids = phon.sentence_ids(piece)
+        if not ids:
+            continue
+        z0 = tp.latents(ids, (0.0, 1.0, 0.0))
+        teacher0 = tp.vocode(z0)
+        student_voc = sp.vocode(z0)
+        student_pair = sp.vocode(sp.latents(ids, DEFAULT_SCALES))
+        for draw, session in draws.items():
+            clips[draw].append(tp.vocode(latent(session, ids, DEFAULT_SCALES)))
+        clips["teacher0"].append(teacher0)
+        clips["student"].append(student_pair)
+        clips["student_vocoder"].append(student_voc)
+        mel_voc.append(log_mel_distance(student_voc, teacher0, SAMPLE_RATE))
+        mel_pair.append(log_mel_distance(student_pair, teacher0, SAMPLE_RATE))
+    return clips
+
+
+def _failures(wer: dict[str, float], costs: dict[str, Any]) -> list[str]:
+    """Why the students fail the gate (empty when they pass)."""
+    reasons = []
+    bar = min(wer["teacher"], wer["teacher0"]) + WER_MARGIN
+    if wer["student"] > bar:
+        reasons.append(f"student WER {wer['student']:.3f} above the teacher's {bar - WER_MARGIN:.3f} + {WER_MARGIN}")
+    for role, need in (("vocoder", MIN_VOCODER_SAVING), ("acoustic", MIN_ACOUSTIC_SAVING)):
+        for kind, factor in costs[f"{role}_saving"].items():
+            if factor < need:
+                reasons.append(f"{role} {kind} saving {factor:.2f}x below the required {need:.0f}x")
+    return reasons
+
+
 def run_gate(teacher: Path, student: Path, phoneme_id_map: dict, espeak_voice: str = "en-us",
              sentences: tuple[str, ...] | None = None) -> GateResult:
     """Score the student pair against the teacher pair on ``sentences`` (default: HELD_OUT, 126 sentences).
@@ -133,12 +174,6 @@ def run_gate(teacher: Path, student: Path, phoneme_id_map: dict, espeak_voice: s
     """
     from tqdm import tqdm
 
-    from device.normalize import normalize, prepare
-    from device.phonemes import Phonemizer
-    from provisioning.calibration import latent, seeded_acoustic_session
-    from provisioning.corpus import EVAL_SENTENCES, HELD_OUT
-    from provisioning.quality import log_mel_distance, transcribe, word_error_rate
-
     sentences = sentences or HELD_OUT
     phon = Phonemizer(espeak_voice, phoneme_id_map)
     tp, sp = Pair(teacher), Pair(student)
@@ -146,28 +181,15 @@ def run_gate(teacher: Path, student: Path, phoneme_id_map: dict, espeak_voice: s
     refs: list[str] = []
     draws = [f"teacher_draw{n}" for n in range(TEACHER_DRAWS)]
     hyps: dict[str, list[str]] = {k: [] for k in (*draws, "teacher0", "student", "student_vocoder")}
-    mel_voc, mel_pair = [], []
+    mel_voc: list[float] = []
+    mel_pair: list[float] = []
     for text in tqdm(sentences, desc="quality gate", mininterval=5):
         refs.append(normalize(text))
-        clips: dict[str, list[np.ndarray]] = {k: [] for k in hyps}
-        for piece in prepare(text):
-            ids = phon.sentence_ids(piece)
-            if not ids:
-                continue
-            z0 = tp.latents(ids, (0.0, 1.0, 0.0))
-            teacher0 = tp.vocode(z0)
-            student_voc = sp.vocode(z0)
-            student_pair = sp.vocode(sp.latents(ids, DEFAULT_SCALES))
-            for draw, session in zip(draws, seeded):
-                clips[draw].append(tp.vocode(latent(session, ids, DEFAULT_SCALES)))
-            clips["teacher0"].append(teacher0)
-            clips["student"].append(student_pair)
-            clips["student_vocoder"].append(student_voc)
-            mel_voc.append(log_mel_distance(student_voc, teacher0, SAMPLE_RATE))
-            mel_pair.append(log_mel_distance(student_pair, teacher0, SAMPLE_RATE))
+        clips = _sentence_clips(text, phon, tp, sp, dict(zip(draws, seeded)), mel_voc, mel_pair)
         for k, pieces in clips.items():
             hyps[k].append(transcribe(_peak(_join(pieces)), SAMPLE_RATE))
         log.info("ref %r | teacher %r | student %r", refs[-1], hyps[draws[0]][-1], hyps["student"][-1])
+
     def pooled(n: int) -> dict[str, float]:
         wer = {k: word_error_rate(refs[:n], v[:n]) for k, v in hyps.items()}
         wer["teacher"] = word_error_rate(refs[:n] * TEACHER_DRAWS, [h for d in draws for h in hyps[d][:n]])
@@ -177,14 +199,7 @@ def run_gate(teacher: Path, student: Path, phoneme_id_map: dict, espeak_voice: s
     first = len(EVAL_SENTENCES) if tuple(sentences[: len(EVAL_SENTENCES)]) == EVAL_SENTENCES else 0
     wer_first = {k: round(v, 4) for k, v in pooled(first).items() if not k.startswith("teacher_draw")} if first else {}
     costs = measure_costs(teacher, student, phon.sentence_ids(COST_SENTENCE))
-    reasons = []
-    bar = min(wer["teacher"], wer["teacher0"]) + WER_MARGIN
-    if wer["student"] > bar:
-        reasons.append(f"student WER {wer['student']:.3f} above the teacher's {bar - WER_MARGIN:.3f} + {WER_MARGIN}")
-    for role, need in (("vocoder", MIN_VOCODER_SAVING), ("acoustic", MIN_ACOUSTIC_SAVING)):
-        for kind, factor in costs[f"{role}_saving"].items():
-            if factor < need:
-                reasons.append(f"{role} {kind} saving {factor:.2f}x below the required {need:.0f}x")
+    reasons = _failures(wer, costs)
     return GateResult(
         wer_teacher=round(wer["teacher"], 4), wer_teacher_draws=[round(wer[d], 4) for d in draws],
         wer_teacher_noise0=round(wer["teacher0"], 4),
@@ -195,9 +210,6 @@ def run_gate(teacher: Path, student: Path, phoneme_id_map: dict, espeak_voice: s
 
 
 def main(argv: list[str] | None = None) -> None:
-    from device.config import default_state_dir
-    from provisioning.distill.teacher_data import teacher_dir
-
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--student", type=Path, required=True, help="directory with the exported students")
     ap.add_argument("--teacher", type=Path, default=None, help="the teacher's provisioned directory")
@@ -205,8 +217,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     teacher = args.teacher or teacher_dir(default_state_dir())
-    manifest = json.loads((teacher / "manifest.json").read_text(encoding="utf-8"))
-    result = run_gate(teacher, args.student, manifest["phoneme_id_map"], manifest["espeak_voice"])
+    manifest = mf.read_manifest(teacher)
+    result = run_gate(teacher, args.student, dict(manifest.phoneme_id_map), manifest.espeak_voice)
     text = json.dumps(asdict(result), indent=2)
     if args.json:
         args.json.write_text(text, encoding="utf-8")

@@ -11,8 +11,20 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from provisioning.distill.teacher_data import TEACHER
-from provisioning.voices import SHIPPED_DIR
+import numpy as np
+
+from jetvox.device.config import default_state_dir
+from jetvox.device.voice.sources import SHIPPED_DIR, resolve_voice
+from jetvox.provisioning.distill.corpus import DEFAULT_SIZE, SEED
+from jetvox.provisioning.distill.export import export, load_student
+from jetvox.provisioning.distill.gate import run_gate
+from jetvox.provisioning.distill.teacher_data import (
+    TEACHER,
+    cache_dir,
+    cached_paths,
+    teacher_dir,
+)
+from jetvox.provisioning.distill.train import runs_dir
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +35,6 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 def teacher_config() -> dict[str, Any]:
     """The teacher's Piper ``.onnx.json`` content."""
-    from provisioning.voices import resolve_voice
-
     return dict(resolve_voice(TEACHER).config)
 
 
@@ -45,10 +55,6 @@ def _run_summary(run_dir: Path) -> dict[str, Any]:
 
 def cache_stats(cache: Path) -> dict[str, Any]:
     """Utterances and hours of teacher audio in the teacher-data cache."""
-    import numpy as np
-
-    from provisioning.distill.teacher_data import cached_paths
-
     samples = 0
     paths = cached_paths(cache)
     for p in paths:
@@ -70,9 +76,6 @@ def ship(vocoder_run: Path, acoustic_run: Path, teacher: Path, corpus_size: int,
         force_dir: write here instead (tests).
         note: free text for the record (e.g. how a run deviated from ``make distill``).
     """
-    from provisioning.distill.export import export, load_student
-    from provisioning.distill.gate import run_gate
-
     config = teacher_config()
     staging = RESULTS_DIR / ".staging"
     shutil.rmtree(staging, ignore_errors=True)
@@ -80,7 +83,6 @@ def ship(vocoder_run: Path, acoustic_run: Path, teacher: Path, corpus_size: int,
         model, _, _ = load_student(run)
         export(model, role, staging / f"{role}.onnx")
     gate = run_gate(teacher, staging, config["phoneme_id_map"], config["espeak"]["voice"])
-    from provisioning.distill.corpus import SEED
 
     training = {
         "corpus_sentences": corpus_size,
@@ -111,11 +113,6 @@ def ship(vocoder_run: Path, acoustic_run: Path, teacher: Path, corpus_size: int,
 
 
 def main(argv: list[str] | None = None) -> None:
-    from device.config import default_state_dir
-    from provisioning.distill.corpus import DEFAULT_SIZE
-    from provisioning.distill.teacher_data import cache_dir, teacher_dir
-    from provisioning.distill.train import runs_dir
-
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--runs", type=Path, default=None, help="directory holding the vocoder/ and acoustic/ runs")
     ap.add_argument("--corpus-size", type=int, default=DEFAULT_SIZE)

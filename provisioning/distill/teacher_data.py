@@ -12,15 +12,22 @@ from typing import Iterator
 
 import numpy as np
 
-from provisioning.voices import PACKAGED_VOICE
+from jetvox.device.config import default_state_dir
+from jetvox.device.synthesis.feeds import acoustic_feeds
+from jetvox.device.text.normalize import prepare
+from jetvox.device.text.phonemes import Phonemizer
+from jetvox.device.voice import manifest as mf
+from jetvox.device.voice.sources import PACKAGED_VOICE
+from jetvox.engines.onnxrt import ort_session
+from jetvox.provisioning.distill.corpus import DEFAULT_SIZE, SEED, generate
 
 log = logging.getLogger(__name__)
 
 TEACHER = PACKAGED_VOICE
 CACHE_VERSION = 1
 NOISE_SCALE, NOISE_W = 0.667, 0.8  # the teacher's default inference noise
-DET_SCALES = np.array([0.0, 1.0, 0.0], dtype=np.float32)
-NOISY_SCALES = np.array([NOISE_SCALE, 1.0, NOISE_W], dtype=np.float32)
+DET_SCALES = (0.0, 1.0, 0.0)
+NOISY_SCALES = (NOISE_SCALE, 1.0, NOISE_W)
 
 
 @dataclass(frozen=True)
@@ -56,20 +63,14 @@ def cache_dir(state_dir: Path) -> Path:
 
 
 def _session(path: Path, threads: int):  # type: ignore[no-untyped-def]
-    import onnxruntime as ort
 
     if not path.is_file():
         raise FileNotFoundError(f"teacher model {path} not found; run `jetvox provision` for {TEACHER} first")
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    return ort_session(path, threads=threads)
 
 
 def utterances(sentences: list[str]) -> Iterator[tuple[str, str]]:
     """(key, normalised text) per speakable piece of each corpus sentence, as the daemon would split it."""
-    from device.normalize import prepare
-
     for n, sentence in enumerate(sentences):
         for k, piece in enumerate(prepare(sentence)):
             yield f"{n:05d}-{k}", piece
@@ -92,11 +93,9 @@ def build_cache(
     """
     from tqdm import tqdm
 
-    from device.phonemes import Phonemizer
-
     tdir = teacher_dir(state_dir)
-    manifest = json.loads((tdir / "manifest.json").read_text(encoding="utf-8"))
-    phon = Phonemizer(manifest["espeak_voice"], manifest["phoneme_id_map"])
+    manifest = mf.read_manifest(tdir)
+    phon = Phonemizer(manifest.espeak_voice, manifest.phoneme_id_map)
     acoustic = _session(tdir / "acoustic.onnx", threads)
     vocoder = _session(tdir / "vocoder.onnx", threads)
     out.mkdir(parents=True, exist_ok=True)
@@ -110,16 +109,14 @@ def build_cache(
         ids = phon.sentence_ids(text)
         if not ids:
             continue
-        arr = np.array([ids], dtype=np.int64)
-        feeds = {"input": arr, "input_lengths": np.array([arr.shape[1]], dtype=np.int64)}
-        z0, dur = acoustic.run(["z", "durations"], {**feeds, "scales": DET_SCALES})
-        (zn,) = acoustic.run(["z"], {**feeds, "scales": NOISY_SCALES})
+        z0, dur = acoustic.run(["z", "durations"], acoustic_feeds(ids, DET_SCALES))
+        (zn,) = acoustic.run(["z"], acoustic_feeds(ids, NOISY_SCALES))
         wav_from = "z0" if n % 2 == 0 else "zn"
         (wav,) = vocoder.run(["audio"], {"z": z0 if wav_from == "z0" else zn})
         tmp = out / f".tmp-{key}.npz"
         np.savez(
             tmp,
-            ids=arr[0].astype(np.int16),
+            ids=np.asarray(ids, dtype=np.int16),
             durations=dur[0].astype(np.float32),
             z0=z0[0].astype(np.float16),
             zn=zn[0].astype(np.float16),
@@ -149,14 +146,11 @@ def cached_paths(cache: Path) -> list[Path]:
     """The cached utterances, sorted by key."""
     paths = sorted(Path(cache).glob("[0-9]*.npz"))
     if not paths:
-        raise FileNotFoundError(f"no teacher data in {cache}; run python -m provisioning.distill.teacher_data first")
+        raise FileNotFoundError(f"no teacher data in {cache}; run python -m jetvox.provisioning.distill.teacher_data first")
     return paths
 
 
 def main(argv: list[str] | None = None) -> None:
-    from device.config import default_state_dir
-    from provisioning.distill.corpus import DEFAULT_SIZE, SEED, generate
-
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--state-dir", type=Path, default=None, help="jetvox state dir (default: the configured one)")
     ap.add_argument("--size", type=int, default=DEFAULT_SIZE, help="corpus sentences")

@@ -16,9 +16,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from provisioning.distill import teacher_data
-from provisioning.distill.losses import VocoderLoss, masked_l1, masked_mse
-from provisioning.distill.models import HOP, AcousticConfig, StudentAcoustic, StudentVocoder, VocoderConfig
+from jetvox.device.config import default_state_dir
+from jetvox.provisioning.distill import teacher_data
+from jetvox.provisioning.distill.losses import VocoderLoss, masked_l1, masked_mse
+from jetvox.provisioning.distill.models import (
+    HOP,
+    AcousticConfig,
+    StudentAcoustic,
+    StudentVocoder,
+    VocoderConfig,
+)
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +170,90 @@ def _save(path: Path, state: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def _restore(cfg: TrainConfig, ckpt_path: Path, resume: bool, extend_lr: float | None) -> tuple[TrainConfig, dict[str, Any] | None]:
+    """The run's config and the checkpoint to continue from (None to start afresh)."""
+    if not (resume and ckpt_path.exists()):
+        return cfg, None
+    state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    cfg = TrainConfig(**{**extend(state["config"], cfg.steps, extend_lr), "threads": cfg.threads})
+    log.info("resuming %s from step %d", cfg.what, state["step"])
+    return cfg, state
+
+
+def _start(
+    cfg: TrainConfig, state: dict[str, Any] | None
+) -> tuple[torch.nn.Module, torch.optim.Optimizer, np.random.Generator, int, float]:
+    """Seeded model, optimiser and data RNG, restored from ``state`` when resuming; with its step and seconds."""
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    model = build_model(cfg)
+    if not cfg.model:
+        cfg.model = asdict(model.cfg)  # type: ignore[call-overload]
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.8, 0.99), weight_decay=0.01)
+    if state is None:
+        return model, opt, rng, 0, 0.0
+    model.load_state_dict(state["model"])
+    if "opt" in state:  # a slim checkpoint (weights only, as kept in results/) restarts the optimiser
+        opt.load_state_dict(state["opt"])
+        rng.bit_generator.state = state["numpy_rng"]
+        torch.set_rng_state(state["torch_rng"])
+    return model, opt, rng, int(state["step"]), float(state["seconds"])
+
+
+def _dataset(cfg: TrainConfig, paths: list[Path], rng: np.random.Generator) -> VocoderData | AcousticData:
+    """The cached teacher utterances as batches for the student being trained."""
+    from tqdm import tqdm
+
+    items = [teacher_data.load_item(p) for p in tqdm(paths, desc="loading teacher data", mininterval=5)]
+    return VocoderData(items, cfg, rng) if cfg.what == "vocoder" else AcousticData(items, cfg, rng)
+
+
+def _student_loss(
+    model: torch.nn.Module, data: VocoderData | AcousticData, cfg: TrainConfig, loss_fn: VocoderLoss
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """One batch's loss and its named parts."""
+    if isinstance(data, VocoderData):
+        z, wav = data.batch()
+        pred = model(z)[:, cfg.context * HOP : (cfg.context + cfg.segment) * HOP]
+        return loss_fn(pred, wav)
+    ids, mask, dur, z = data.batch()
+    assert isinstance(model, StudentAcoustic)
+    zp, logd = model.forward_train(ids, mask, dur, z.shape[2])
+    fmask = (torch.arange(z.shape[2])[None, :] < dur.sum(1, keepdim=True)).float()[:, None, :]
+    zl = masked_l1(zp, z, fmask)
+    dl = masked_mse(logd[:, None, :], torch.log1p(dur)[:, None, :], mask)
+    return zl + dl, {"z_l1": zl.item(), "logdur_mse": dl.item()}
+
+
+class _LossLog:
+    """Averages the losses over ``log_every`` steps and appends them to the run's loss log."""
+
+    def __init__(self, path: Path, cfg: TrainConfig) -> None:
+        self.file = path.open("a", encoding="utf-8")
+        self.cfg = cfg
+        self.acc: dict[str, float] = {}
+        self.last: dict[str, float] = {}
+        """The latest averages."""
+
+    def add(self, step: int, parts: dict[str, float], elapsed: float) -> bool:
+        """Count one step's losses; True when a line was written."""
+        for k, v in parts.items():
+            self.acc[k] = self.acc.get(k, 0.0) + v
+        every = self.cfg.log_every
+        if step % every and step != self.cfg.steps:
+            return False
+        n = every if step % every == 0 else step % every
+        self.last, self.acc = {k: v / n for k, v in self.acc.items()}, {}
+        line = {"step": step, "lr": _lr(self.cfg, step - 1), "seconds": round(elapsed, 1), **self.last}
+        self.file.write(json.dumps(line) + "\n")
+        self.file.flush()
+        return True
+
+    def close(self) -> None:
+        self.file.close()
+
+
 def train(cfg: TrainConfig, cache: Path, out: Path, resume: bool = False, max_minutes: float | None = None,
           limit_items: int | None = None, extend_lr: float | None = None) -> dict[str, Any]:
     """Train (or continue training) one student; returns a summary (steps, seconds, last losses).
@@ -177,100 +268,55 @@ def train(cfg: TrainConfig, cache: Path, out: Path, resume: bool = False, max_mi
         extend_lr: on resume past the checkpoint's target, the peak learning rate of the added phase
             (None continues the saved schedule stretched to ``cfg.steps``).
     """
-    from tqdm import tqdm
-
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / CKPT
-    state: dict[str, Any] | None = None
-    if resume and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        cfg = TrainConfig(**{**extend(state["config"], cfg.steps, extend_lr), "threads": cfg.threads})
-        log.info("resuming %s from step %d", cfg.what, state["step"])
-    torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    model = build_model(cfg)
-    if not cfg.model:
-        cfg.model = asdict(model.cfg)  # type: ignore[call-overload]
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.8, 0.99), weight_decay=0.01)
-    step, seconds = 0, 0.0
+    cfg, state = _restore(cfg, ckpt_path, resume, extend_lr)
+    model, opt, rng, step, seconds = _start(cfg, state)
     if state is not None:
-        model.load_state_dict(state["model"])
-        step, seconds = int(state["step"]), float(state["seconds"])
-        if "opt" in state:  # a slim checkpoint (weights only, as kept in results/) restarts the optimiser
-            opt.load_state_dict(state["opt"])
-            rng.bit_generator.state = state["numpy_rng"]
-            torch.set_rng_state(state["torch_rng"])
         _truncate_log(out / LOSS_LOG, step)
+    from tqdm import tqdm
 
     paths = teacher_data.cached_paths(cache)[:limit_items]
-    items = [teacher_data.load_item(p) for p in tqdm(paths, desc="loading teacher data", mininterval=5)]
-    data: VocoderData | AcousticData = VocoderData(items, cfg, rng) if cfg.what == "vocoder" else AcousticData(items, cfg, rng)
-    del items
+    data = _dataset(cfg, paths, rng)
     loss_fn = VocoderLoss()
     log.info("%s: %.2fM parameters, %d utterances, steps %d..%d", cfg.what,
              sum(p.numel() for p in model.parameters()) / 1e6, len(paths), step, cfg.steps)
-
-    def checkpoint() -> None:
-        _save(ckpt_path, {
-            "config": asdict(cfg), "model": model.state_dict(), "opt": opt.state_dict(), "step": step,
-            "seconds": seconds, "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-            "utterances": len(paths), "hardware": f"{platform.processor() or platform.machine()}, {cfg.threads} torch thread(s)",
-        })
-
+    hardware = f"{platform.processor() or platform.machine()}, {cfg.threads} torch thread(s)"
     model.train()
-    acc: dict[str, float] = {}
-    last: dict[str, float] = {}
     t0 = time.monotonic()
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.what}", mininterval=10)
-    with (out / LOSS_LOG).open("a", encoding="utf-8") as logf:
-        while step < cfg.steps:
-            for g in opt.param_groups:
-                g["lr"] = _lr(cfg, step)
-            if isinstance(data, VocoderData):
-                z, wav = data.batch()
-                pred = model(z)[:, cfg.context * HOP : (cfg.context + cfg.segment) * HOP]
-                loss, parts = loss_fn(pred, wav)
-            else:
-                ids, mask, dur, z = data.batch()
-                assert isinstance(model, StudentAcoustic)
-                zp, logd = model.forward_train(ids, mask, dur, z.shape[2])
-                fmask = (torch.arange(z.shape[2])[None, :] < dur.sum(1, keepdim=True)).float()[:, None, :]
-                zl = masked_l1(zp, z, fmask)
-                dl = masked_mse(logd[:, None, :], torch.log1p(dur)[:, None, :], mask)
-                loss, parts = zl + dl, {"z_l1": zl.item(), "logdur_mse": dl.item()}
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            opt.step()
-            step += 1
-            for k, v in {"loss": loss.item(), **parts}.items():
-                acc[k] = acc.get(k, 0.0) + v
-            if step % cfg.log_every == 0 or step == cfg.steps:
-                n = cfg.log_every if step % cfg.log_every == 0 else step % cfg.log_every
-                last = {k: v / n for k, v in acc.items()}
-                acc = {}
-                elapsed = seconds + time.monotonic() - t0
-                logf.write(json.dumps({"step": step, "lr": _lr(cfg, step - 1), "seconds": round(elapsed, 1), **last}) + "\n")
-                logf.flush()
-                bar.set_postfix(loss=f"{last['loss']:.3f}")
-            bar.update(1)
-            over = max_minutes is not None and time.monotonic() - t0 > max_minutes * 60
-            if step % cfg.ckpt_every == 0 or step == cfg.steps or over:
-                seconds += time.monotonic() - t0
-                t0 = time.monotonic()
-                checkpoint()
-            if over:
-                log.info("time budget of %.1f min reached at step %d; checkpoint saved", max_minutes, step)
-                break
+    losses = _LossLog(out / LOSS_LOG, cfg)
+    while step < cfg.steps:
+        for g in opt.param_groups:
+            g["lr"] = _lr(cfg, step)
+        loss, parts = _student_loss(model, data, cfg, loss_fn)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        step += 1
+        if losses.add(step, {"loss": loss.item(), **parts}, seconds + time.monotonic() - t0):
+            bar.set_postfix(loss=f"{losses.last['loss']:.3f}")
+        bar.update(1)
+        over = max_minutes is not None and time.monotonic() - t0 > max_minutes * 60
+        if step % cfg.ckpt_every == 0 or step == cfg.steps or over:
+            seconds += time.monotonic() - t0
+            t0 = time.monotonic()
+            _save(ckpt_path, {
+                "config": asdict(cfg), "model": model.state_dict(), "opt": opt.state_dict(), "step": step,
+                "seconds": seconds, "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                "utterances": len(paths), "hardware": hardware,
+            })
+        if over:
+            log.info("time budget of %.1f min reached at step %d; checkpoint saved", max_minutes, step)
+            break
+    losses.close()
     bar.close()
     return {"what": cfg.what, "steps": step, "target_steps": cfg.steps, "seconds": round(seconds, 1),
-            "losses": last, "utterances": len(paths), "seed": cfg.seed, "threads": cfg.threads, "phases": cfg.phases}
+            "losses": losses.last, "utterances": len(paths), "seed": cfg.seed, "threads": cfg.threads, "phases": cfg.phases}
 
 
 def main(argv: list[str] | None = None) -> None:
-    from device.config import default_state_dir
-
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--what", choices=("vocoder", "acoustic"), required=True)
     ap.add_argument("--steps", type=int, required=True)

@@ -1,0 +1,1 @@
+"""The resident MQTT daemon: intake, de-duplication, queue, synthesis worker, outputs, systemd integration."""

@@ -1,0 +1,1 @@
+"""Measuring voices: fixed evaluation sentences, intelligibility and distance metrics, the benchmark."""

@@ -1,0 +1,165 @@
+"""Streaming synthesis: text to sentences to latent frames to PCM chunks, yielded as they are vocoded."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from jetvox.device.audio.pcm import pcm16_bytes
+from jetvox.device.config import SynthesisConfig
+from jetvox.device.synthesis.chunks import Chunking
+from jetvox.device.synthesis.feeds import acoustic_feeds
+from jetvox.device.text.normalize import prepare
+from jetvox.device.voice.loader import Voice
+from jetvox.engines.errors import JetvoxError
+
+log = logging.getLogger(__name__)
+
+
+class SynthesisError(JetvoxError, ValueError):
+    """The text cannot be spoken (empty, nothing speakable, too long)."""
+
+
+@dataclass(frozen=True)
+class AudioChunk:
+    """A piece of the utterance, ready to play."""
+
+    audio: np.ndarray
+    """float32 mono samples in [-1, 1]."""
+    sample_rate: int
+    """Samples per second."""
+    sentence: int
+    """Index of the sentence this chunk belongs to."""
+    index: int
+    """Index of the chunk within the utterance."""
+    last: bool
+    """True for the final chunk of the utterance."""
+
+    def pcm16(self) -> bytes:
+        """Signed 16-bit little-endian PCM."""
+        return pcm16_bytes(self.audio)
+
+    @property
+    def seconds(self) -> float:
+        return len(self.audio) / self.sample_rate
+
+
+@dataclass(frozen=True)
+class Params:
+    """Per-request synthesis parameters (defaults from the config)."""
+
+    length_scale: float
+    """Speaking rate: above 1 is slower."""
+    noise_scale: float
+    """Generator noise."""
+    noise_w: float
+    """Duration noise."""
+    volume: float
+    """Gain on top of the voice's calibrated gain."""
+
+
+def chunking_of(cfg: SynthesisConfig) -> Chunking:
+    """The vocoder chunk schedule the configuration asks for."""
+    return Chunking(cfg.first_chunk_frames, cfg.chunk_frames, cfg.overlap_frames)
+
+
+class Synthesizer:
+    """Turns text into a stream of AudioChunks with one voice; safe to use from one thread at a time."""
+
+    def __init__(self, voice: Voice, cfg: SynthesisConfig) -> None:
+        """Wrap a loaded voice.
+
+        Args:
+            voice: the provisioned voice with its engines.
+            cfg: chunking and default synthesis parameters.
+        """
+        self.voice = voice
+        self.cfg = cfg
+        self.defaults = Params(cfg.length_scale, cfg.noise_scale, cfg.noise_w, cfg.volume)
+        self.chunking = chunking_of(cfg)
+        # The acoustic model of sentence N+1 runs on this thread while sentence N is vocoded.
+        self._ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jetvox-acoustic")
+        self._lock = threading.Lock()
+
+    def params(self, **overrides: float | None) -> Params:
+        """Defaults with the given non-None overrides."""
+        return replace(self.defaults, **{k: v for k, v in overrides.items() if v is not None})
+
+    def sentences(self, text: str) -> list[list[int]]:
+        """Validate and normalise ``text``; phoneme ids per speakable sentence."""
+        if not isinstance(text, str) or not text.strip():
+            raise SynthesisError("nothing to say: the text is empty")
+        if len(text) > self.cfg.max_text_chars:
+            raise SynthesisError(
+                f"text is {len(text)} characters; the limit is {self.cfg.max_text_chars} (synthesis.max_text_chars)"
+            )
+        max_ids = self.voice_max_ids()
+        out = []
+        for sentence in prepare(text, self.cfg.max_sentence_chars):
+            ids = self.voice.phonemizer.sentence_ids(sentence)
+            if not ids:
+                continue
+            if len(ids) > max_ids:  # rare: a max_sentence_chars piece that phonemised very long
+                log.warning("sentence of %d phoneme ids truncated to %d", len(ids), max_ids)
+                ids = ids[: max_ids - 1] + ids[-1:]
+            out.append(ids)
+        if not out:
+            raise SynthesisError(f"nothing speakable in the text: {text[:60]!r}")
+        return out
+
+    def voice_max_ids(self) -> int:
+        return 4 * self.cfg.max_sentence_chars + 16
+
+    def acoustic(self, ids: Sequence[int], params: Params) -> np.ndarray:
+        """Latent frames z [1, C, T] for one sentence's phoneme ids."""
+        feeds = acoustic_feeds(ids, (params.noise_scale, params.length_scale, params.noise_w))
+        return self.voice.acoustic.infer(feeds)["z"]
+
+    def vocode_chunks(self, z: np.ndarray, first_frames: int | None = None) -> Iterator[tuple[np.ndarray, bool]]:
+        """Vocode ``z`` in overlapping chunks, each with whether it is the last.
+
+        Concatenated, the chunks equal the unchunked output.
+        """
+        return self.chunking.vocode(
+            lambda window: self.voice.vocoder.infer({"z": window})["audio"][0], z, self.voice.hop_length, first_frames
+        )
+
+    def vocode_full(self, z: np.ndarray) -> np.ndarray:
+        """Vocode all of ``z`` in one call (reference for the chunked path)."""
+        return self.voice.vocoder.infer({"z": z})["audio"][0]
+
+    def synthesize(self, text: str, params: Params | None = None) -> Iterator[AudioChunk]:
+        """Speak ``text``: yields chunks as soon as each is vocoded.
+
+        Raises SynthesisError before yielding anything when the text cannot be spoken.
+        """
+        sentences = self.sentences(text)
+        return self._stream(sentences, params or self.defaults)
+
+    def _stream(self, sentences: list[list[int]], params: Params) -> Iterator[AudioChunk]:
+        with self._lock:
+            sr = self.voice.sample_rate
+            gain = self.voice.gain * params.volume
+            silence = np.zeros(int(self.cfg.sentence_silence_s * sr), dtype=np.float32)
+            pending: Future[np.ndarray] = self._ahead.submit(self.acoustic, sentences[0], params)
+            index = 0
+            for s in range(len(sentences)):
+                z = pending.result()
+                if s + 1 < len(sentences):
+                    pending = self._ahead.submit(self.acoustic, sentences[s + 1], params)
+                for piece, is_last_piece in self.vocode_chunks(z):
+                    audio = np.clip(piece * gain, -1.0, 1.0).astype(np.float32)
+                    final = is_last_piece and s == len(sentences) - 1
+                    if is_last_piece and not final:
+                        audio = np.concatenate([audio, silence])
+                    yield AudioChunk(audio=audio, sample_rate=sr, sentence=s, index=index, last=final)
+                    index += 1
+
+    def close(self) -> None:
+        self._ahead.shutdown(wait=True, cancel_futures=True)
+

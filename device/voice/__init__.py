@@ -1,0 +1,1 @@
+"""Voices: where their sources are, the typed manifest provisioning writes, and loading one for synthesis."""

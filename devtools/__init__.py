@@ -1,0 +1,1 @@
+"""Development helpers, not installed: a private mosquitto launcher and the MQTT latency probe."""

@@ -1,0 +1,1 @@
+"""TensorRT on the device: platform detection, engine builds, the provisioning step and `make verify-device`."""
