@@ -22,19 +22,14 @@ from jetvox.device.synthesis.feeds import acoustic_feeds
 from jetvox.device.text.phonemes import Phonemizer
 from jetvox.device.voice import manifest as mf
 from jetvox.device.voice.sources import VoiceSource, resolve_voice
-from jetvox.engines.errors import JetvoxError
 from jetvox.engines.onnxrt import OnnxRuntimeEngine
 from jetvox.provisioning.int8.steps import int8_steps
 from jetvox.provisioning.split import SplitError, find_boundary, split_model
-from jetvox.provisioning.steps import StepRunner, clean_partials, sha256_file
+from jetvox.provisioning.steps import ProvisionError, StepRunner, clean_partials, sha256_file
 from jetvox.provisioning.tensorrt.step import tensorrt_steps
 
 log = logging.getLogger(__name__)
 
-
-
-class ProvisionError(JetvoxError, RuntimeError):
-    """Provisioning cannot go on: the message says what was expected and what came."""
 
 
 SPLIT_VERSION = 1
@@ -175,7 +170,10 @@ def _split(source: VoiceSource, acoustic_path: Path, vocoder_path: Path, say: Ca
     if source.model is None:
         raise SplitError(f"voice {source.name} has no whole model to split")
     say(f"loading {source.model.name} ({source.model.stat().st_size / 1e6:.0f} MB)")
-    model = onnx.load(str(source.model))
+    try:
+        model = onnx.load(str(source.model))
+    except Exception as exc:  # protobuf's DecodeError and friends
+        raise SplitError(f"voice model {source.model} is not a readable ONNX model: {exc}") from None
     boundary = find_boundary(model)
     say(f"decoder starts at tensor {boundary.tensor} ({boundary.channels} channels, {boundary.vocoder_nodes} vocoder tensors)")
     acoustic, vocoder = split_model(model, boundary)

@@ -8,7 +8,13 @@ import logging
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from jetvox.engines.errors import JetvoxError
+
 log = logging.getLogger(__name__)
+
+
+class ProvisionError(JetvoxError, RuntimeError):
+    """Provisioning cannot go on: the message says what was expected and what came."""
 
 _HASH_CACHE: dict[tuple[str, int, int], str] = {}
 

@@ -16,8 +16,10 @@ pytestmark = pytest.mark.slow
 JETVOX = [sys.executable, "-m", "jetvox.device.cli"]
 
 
-def run(args: list[str], state: Path | None = None, stdin: bytes | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = dict(os.environ, JETVOX_STATE_DIR=str(state or provisioned_state_dir()))
+def run(args: list[str], state: Path | None = None, stdin: bytes | None = None, timeout: float = 120,
+        drop: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env["JETVOX_STATE_DIR"] = str(state or provisioned_state_dir())
     return subprocess.run(JETVOX + args, input=stdin, capture_output=True, env=env, timeout=timeout)
 
 
@@ -72,3 +74,27 @@ def test_bad_config_names_the_key(tmp_path: Path) -> None:
     res = run(["say", "--config", str(cfg), "hi"])
     assert res.returncode == 2
     assert b"unknown key synthesis.chunk_frame" in res.stderr
+
+
+def test_provision_errors_are_one_line_without_a_traceback(tmp_path: Path) -> None:
+    """A user's mistakes in `jetvox provision` (unknown voice, broken model, bad setting) end in one clear line."""
+    res = run(["provision", "--voice", "de_DE-nobody"], state=tmp_path)
+    assert res.returncode == 1 and b"jetvox: voice 'de_DE-nobody' is not built in" in res.stderr
+    model = tmp_path / "broken.onnx"
+    model.write_bytes(b"this is not a protobuf")
+    Path(f"{model}.json").write_text('{"audio": {"sample_rate": 22050}, "phoneme_id_map": {"^": [1]}}')
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"voice:\n  name: broken\n  model: {model}\n")
+    res = run(["provision", "--config", str(cfg)], state=tmp_path)
+    assert res.returncode == 1 and b"is not a readable ONNX model" in res.stderr
+    cfg.write_text("provision:\n  int8: sometimes\n")
+    res = run(["provision", "--config", str(cfg)], state=tmp_path, drop=("JETVOX_INT8",))  # the file decides
+    assert res.returncode == 2 and b"provision.int8: expected one of full, quick, off" in res.stderr
+    for r in (res,):
+        assert b"Traceback" not in r.stderr and len(r.stderr.decode().strip().splitlines()) == 1
+
+
+def test_bench_rejects_an_unknown_system_clearly(tmp_path: Path) -> None:
+    res = run(["bench", "--systems", "espeak", "--limit", "1"])
+    assert res.returncode == 1 and b"unknown or unavailable systems ['espeak']" in res.stderr
+    assert b"Traceback" not in res.stderr

@@ -25,8 +25,13 @@ from jetvox.device.voice.sources import (
     resolve_voice,
     shipped_voices,
 )
+from jetvox.engines.errors import JetvoxError
 
 log = logging.getLogger(__name__)
+
+
+class BenchError(JetvoxError, ValueError):
+    """The benchmark cannot run as asked (an unknown or unavailable system)."""
 
 # A system turns text into a stream of float32 audio chunks (model already loaded).
 Stream = Callable[[str], Iterator[np.ndarray]]
@@ -145,7 +150,7 @@ def available_systems(
         systems["piper-tts"] = _piper_system(resolve_voice(teacher) if teacher else source)
     unknown = set(wanted) - set(systems)
     if unknown:
-        raise ValueError(f"unknown or unavailable systems {sorted(unknown)}; available: {sorted(systems)}")
+        raise BenchError(f"unknown or unavailable systems {sorted(unknown)}; available: {sorted(systems)}")
     return systems
 
 

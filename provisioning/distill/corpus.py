@@ -6,7 +6,7 @@ import logging
 import random
 from typing import Iterable
 
-from jetvox.device.evaluation.sentences import HELD_OUT, check_disjoint, normalised_key
+from jetvox.provisioning.corpus import clock, distinct_sentences
 
 log = logging.getLogger(__name__)
 
@@ -158,12 +158,6 @@ def _number(rng: random.Random) -> str:
     return str(rng.randint(100, 2500))
 
 
-def _clock(rng: random.Random) -> str:
-    if rng.random() < 0.5:
-        return f"{rng.randint(1, 12)}:{rng.randint(0, 59):02d} {rng.choice(('AM', 'PM'))}"
-    return f"{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}"
-
-
 def _template(rng: random.Random) -> str:
     room, room2 = rng.choice(ROOMS), rng.choice(ROOMS)
     device = rng.choice(DEVICES)
@@ -177,13 +171,13 @@ def _template(rng: random.Random) -> str:
         lambda: f"Alert: the {device} in the {room} {rng.choice(STATES)}.",
         lambda: f"The {room} window {rng.choice(STATES)}.",
         lambda: f"Heads up, {name}: the {device} {rng.choice(STATES)}.",
-        lambda: f"At {_clock(rng)} the {device} {rng.choice(STATES)}.",
-        lambda: f"{name} arrived home at {_clock(rng)}.",
+        lambda: f"At {clock(rng)} the {device} {rng.choice(STATES)}.",
+        lambda: f"{name} arrived home at {clock(rng)}.",
         lambda: f"The {device} will be done in {rng.randint(2, 90)} minutes.",
         lambda: f"Forecast for {rng.choice(WEEKDAYS)}: {rng.choice(WEATHER)} and a high of {rng.randint(-5, 38)} degrees.",
-        lambda: f"Expect {rng.choice(WEATHER)} around {_clock(rng)}.",
+        lambda: f"Expect {rng.choice(WEATHER)} around {clock(rng)}.",
         lambda: f"The {qty} sensor in the {room} has not reported for {rng.randint(2, 59)} minutes.",
-        lambda: f"Someone rang the doorbell at {_clock(rng)} while you were in the {room}.",
+        lambda: f"Someone rang the doorbell at {clock(rng)} while you were in the {room}.",
         lambda: f"Your appointment with {name} is on {rng.choice(WEEKDAYS)}, {rng.choice(MONTHS)} {rng.randint(1, 28)}.",
         lambda: f"Today the {device} used {n} kilowatt hours.",
         lambda: f"Is the {device} in the {room} supposed to be running?",
@@ -206,6 +200,10 @@ def _prose(rng: random.Random) -> str:
     return f"{rng.choice(PROSE_SUBJECTS)} {rng.choice(PROSE_VERBS)} {rng.choice(PROSE_OBJECTS)}{tail}."
 
 
+def _draw(rng: random.Random) -> str:
+    return _prose(rng) if rng.random() < 0.3 else _template(rng)
+
+
 def generate(size: int = DEFAULT_SIZE, seed: int = SEED, exclude: Iterable[str] = ()) -> list[str]:
     """A deterministic list of ``size`` distinct training sentences, disjoint from the evaluation sets.
 
@@ -214,29 +212,6 @@ def generate(size: int = DEFAULT_SIZE, seed: int = SEED, exclude: Iterable[str] 
         seed: random seed (the same seed gives the same corpus).
         exclude: further sentences (e.g. another evaluation set) the corpus must not contain.
     """
-    exclude = list(exclude)
-    banned = {normalised_key(s) for s in exclude}
-
-    banned.update(normalised_key(s) for s in HELD_OUT)
-    rng = random.Random(seed)
-    out: list[str] = []
-    seen: set[str] = set()
-    for sentence in PROSE:
-        key = normalised_key(sentence)
-        if key not in banned and key not in seen and len(out) < size:
-            seen.add(key)
-            out.append(sentence)
-    attempts = 0
-    while len(out) < size:
-        attempts += 1
-        if attempts > size * 50:
-            raise RuntimeError(f"could not generate {size} distinct sentences (got {len(out)}); lower the size")
-        sentence = _prose(rng) if rng.random() < 0.3 else _template(rng)
-        key = normalised_key(sentence)
-        if key in banned or key in seen:
-            continue
-        seen.add(key)
-        out.append(sentence)
-    check_disjoint(out, exclude)
+    out = distinct_sentences(_draw, size, seed, first=PROSE, exclude=exclude)
     log.info("generated %d training sentences (seed %d)", len(out), seed)
     return out

@@ -12,10 +12,10 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from jetvox.device.evaluation.sentences import HELD_OUT, check_disjoint, normalised_key
 from jetvox.device.synthesis.feeds import acoustic_feeds
 from jetvox.device.text.normalize import prepare
 from jetvox.engines.onnxrt import ort_session
+from jetvox.provisioning.corpus import clock, distinct_sentences
 
 if TYPE_CHECKING:
     import onnx
@@ -54,13 +54,6 @@ def _num(rng: random.Random, lo: float, hi: float, decimals: int) -> str:
     return f"{value:,.{decimals}f}" if decimals else f"{round(value):,d}"
 
 
-def _clock(rng: random.Random) -> str:
-    """A time of day, 12-hour with AM/PM or 24-hour."""
-    if rng.random() < 0.5:
-        return f"{rng.randint(1, 12)}:{rng.randrange(0, 60, 5):02d} {rng.choice(('AM', 'PM'))}"
-    return f"{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}"
-
-
 def _temp(rng: random.Random) -> str:
     if rng.random() < 0.75:
         return f"{_num(rng, -25, 45, rng.choice((0, 1)))} °C"
@@ -78,11 +71,11 @@ def _sentence(rng: random.Random) -> str:
     if r == 2:
         return f"Carbon dioxide in the {room} is {_num(rng, 400, 3000, 0)} ppm."
     if r == 3:
-        return f"The {rng.choice(_APPLIANCES)} finished at {_clock(rng)}."
+        return f"The {rng.choice(_APPLIANCES)} finished at {clock(rng, 5)}."
     if r == 4:
         return f"{rng.choice(_ALERTS)} the {rng.choice(_DOORS)} has been open for {rng.randint(2, 90)} minutes."
     if r == 5:
-        return f"Motion detected on the {rng.choice(_PLACES)} at {_clock(rng)}."
+        return f"Motion detected on the {rng.choice(_PLACES)} at {clock(rng, 5)}."
     if r == 6:
         return f"The {rng.choice(_MACHINES)} in the {room} is drawing {_num(rng, 0.2, 9.9, 1)} kW."
     if r == 7:
@@ -92,17 +85,17 @@ def _sentence(rng: random.Random) -> str:
     if r == 9:
         return f"Outside it is {_temp(rng)} with wind at {rng.randint(3, 95)} km/h."
     if r == 10:
-        return f"{rng.choice(_GREETINGS)} It is {_clock(rng)} and the {room} is at {_temp(rng)}."
+        return f"{rng.choice(_GREETINGS)} It is {clock(rng, 5)} and the {room} is at {_temp(rng)}."
     if r == 11:
         return f"Pressure in line {rng.randint(1, 12)} is {_num(rng, 0.5, 9.5, 1)} bar."
     if r == 12:
         return f"The light level in the {room} is {_num(rng, 5, 20000, 0)} lux."
     if r == 13:
-        return f"Noise in the {room} reached {rng.randint(35, 110)} dB at {_clock(rng)}."
+        return f"Noise in the {room} reached {rng.randint(35, 110)} dB at {clock(rng, 5)}."
     if r == 14:
-        return f"The {rng.choice(_BINS)} collection is on {rng.choice(_WEEKDAYS)} at {_clock(rng)}."
+        return f"The {rng.choice(_BINS)} collection is on {rng.choice(_WEEKDAYS)} at {clock(rng, 5)}."
     if r == 15:
-        return f"{rng.choice(_ALERTS)} water detected in the {room}, the main valve was closed at {_clock(rng)}."
+        return f"{rng.choice(_ALERTS)} water detected in the {room}, the main valve was closed at {clock(rng, 5)}."
     if r == 16:
         return f"The freezer in the {room} warmed to {_num(rng, -20, 4, 1)} °C."
     if r == 17:
@@ -131,25 +124,7 @@ def generate_sentences(count: int = DEFAULT_SIZE, seed: int = DEFAULT_SEED) -> l
         count: how many sentences.
         seed: template and slot choices are drawn from ``random.Random(seed)``: same seed, same list.
     """
-    if count <= 0:
-        raise ValueError(f"count must be positive, got {count}")
-    rng = random.Random(seed)
-    banned = {normalised_key(s) for s in HELD_OUT}
-    seen: set[str] = set()
-    out: list[str] = []
-    attempts = 0
-    while len(out) < count:
-        attempts += 1
-        if attempts > 50 * count:
-            raise RuntimeError(f"templates produced only {len(out)} distinct sentences, expected {count}")
-        sentence = _sentence(rng)
-        key = normalised_key(sentence)
-        if key in seen or key in banned:
-            continue
-        seen.add(key)
-        out.append(sentence)
-    check_disjoint(out)
-    return out
+    return distinct_sentences(_sentence, count, seed)
 
 
 def seed_noise(model: onnx.ModelProto, seed: float | None = NOISE_SEED) -> onnx.ModelProto:

@@ -33,7 +33,7 @@ from jetvox.device.text.phonemes import Phonemizer
 from jetvox.device.voice.manifest import Manifest, ModelEntry, Precision
 from jetvox.provisioning.int8 import calibration as cal
 from jetvox.provisioning.int8 import quantize as qz
-from jetvox.provisioning.steps import StepRunner, sha256_file
+from jetvox.provisioning.steps import ProvisionError, StepRunner, sha256_file
 from jetvox.provisioning.tensorrt.platform import detect_platform
 
 log = logging.getLogger(__name__)
@@ -530,7 +530,7 @@ def _vocoder_step(ctx: _Context, calib_path: Path, out: Path) -> dict[str, Any]:
     windows = qz.z_windows(calib_z, ctx.chunking, s.calibration_windows)
     held_windows = qz.z_windows(held_z, ctx.chunking, s.heldout_windows)
     if not held_windows:
-        raise RuntimeError(f"no held-out calibration sentences (every {s.heldout_every}th of {len(cset.sentences)})")
+        raise ProvisionError(f"no held-out calibration sentences (every {s.heldout_every}th of {len(cset.sentences)})")
     with tempfile.TemporaryDirectory(prefix="jetvox-int8-", dir=ctx.out_dir) as tmp_dir:
         work = Path(tmp_dir)
         pre = work / "vocoder.pre.onnx"
