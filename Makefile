@@ -14,6 +14,7 @@ help:
 	@echo "make demo   - set up, provision the default voice, speak a sample (demo.wav)"
 	@echo "make test   - set up, run the whole test suite"
 	@echo "make bench  - jetvox bench beside piper-tts"
+	@echo "make bench-mqtt - MQTT publish to first PCM chunk through a private broker"
 
 setup: $(STAMP)
 

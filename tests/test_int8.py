@@ -504,3 +504,46 @@ def test_int8_synthesizer_stays_close_to_fp32_on_the_same_z(int8_state: tuple[Pa
     distance = log_mel_distance(a32, a8, v32.sample_rate)
     bound = int8.noise_equivalent_distance([a32], int8.NOISE_SNR_DB, v32.sample_rate)
     assert 0 < distance <= bound, f"INT8 log-mel distance {distance:.3f} above the 40 dB-noise bound {bound:.3f}"
+
+
+def test_a_failed_engine_build_falls_back_to_onnx_runtime_for_that_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 11, defect 4: a TensorRT build error must not abort provisioning; the reason is recorded."""
+    from jetvox.device.config import Config
+    from jetvox.provisioning.tensorrt import build as trt_build
+    from jetvox.provisioning.tensorrt import platform
+    from jetvox.provisioning.tensorrt import step as engines_step
+
+    monkeypatch.setattr(platform, "detect_platform", lambda *a, **k: _platform())
+
+    def ensure_engine(onnx_path: Path, out_dir: Path, *, model: str, precision: str, **kw: Any) -> Path:
+        if model == "vocoder":
+            raise trt_build.BuildError("TensorRT could not parse vocoder.int8.onnx: unsupported op")
+        path = Path(out_dir) / f"{model}.{precision}.engine"
+        path.write_bytes(b"engine")
+        return path
+
+    monkeypatch.setattr(trt_build, "ensure_engine", ensure_engine)
+    said: list[str] = []
+    before = _manifest(tmp_path)
+    data = engines_step.tensorrt_steps(Config(state_dir=tmp_path), before, tmp_path, said.append).apply(before)
+    assert data.models["acoustic"].trt is not None and data.models["vocoder_int8"].trt is None
+    assert "unsupported op" in data.tensorrt["engines"]["vocoder"]["error"]
+    assert any("build failed, ONNX Runtime runs this model" in line for line in said)
+
+
+def test_loader_opens_the_entry_that_has_this_devices_engine() -> None:
+    """Issue 11, defect 8: INT8 chosen by the gate, but the GPU got an FP16 engine of the FP32 graph."""
+    from jetvox.device.voice.loader import model_entries
+    from jetvox.device.voice.manifest import TrtEngine
+
+    m = _manifest(Path("."), files=False)
+    assert model_entries(m, "auto") == {"acoustic": "acoustic", "vocoder": "vocoder_int8"}
+    fp16 = m.with_models(vocoder=dataclasses.replace(m.models["vocoder"], trt=TrtEngine("v.fp16.engine", "fp16", "k")))
+    assert model_entries(fp16, "auto") == {"acoustic": "acoustic", "vocoder": "vocoder"}
+    assert model_entries(fp16, "auto", backend="onnxruntime")["vocoder"] == "vocoder_int8"
+    assert model_entries(fp16, "int8")["vocoder"] == "vocoder_int8"  # forced: the user's choice stands
+    assert model_entries(fp16, "fp32")["vocoder"] == "vocoder"
+    with pytest.raises(ValueError, match="auto, fp32 or int8"):
+        model_entries(m, "int4")

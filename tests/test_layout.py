@@ -137,3 +137,22 @@ def test_mypy_passes_on_every_module() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     checked = int(result.stdout.rsplit("in ", 1)[1].split()[0])
     assert checked >= len(_sources()) - 5, f"mypy checked {checked} files of {len(_sources())}: {result.stdout}"
+
+
+@pytest.mark.slow
+def test_built_wheel_has_the_shipped_voice_and_no_training_code(tmp_path: Path) -> None:
+    import shutil
+    import zipfile
+
+    src = tmp_path / "src"  # a copy: an in-tree build/ left by an earlier build would leak into the wheel
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "__pycache__",
+                                                            ".*_cache", "results"))
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), str(src)],
+        check=True, capture_output=True, timeout=300,
+    )
+    (wheel,) = tmp_path.glob("jetvox-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "jetvox/device/voice/shipped/joe-fast/vocoder.onnx" in names
+    assert "jetvox/provisioning/pipeline.py" in names and "jetvox/engines/tensorrt/engine.py" in names
+    assert not [n for n in names if "/distill/" in n or n.startswith(("devtools/", "tests/", "device/"))]

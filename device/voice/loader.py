@@ -61,6 +61,37 @@ def _model_paths(manifest: mf.Manifest, directory: Path, role: str) -> tuple[Pat
     return directory / entry.file, (directory / entry.trt.file if entry.trt else None)
 
 
+def model_entries(manifest: mf.Manifest, precision: str, backend: str = "auto") -> dict[str, str]:
+    """The manifest entry to load for the acoustic model and the vocoder.
+
+    ``int8`` (or ``auto`` where the INT8 gate chose it) loads the ``*_int8`` entries. Under ``auto``,
+    where TensorRT may run, a model whose INT8 entry has no engine but whose FP32 entry has one (a GPU
+    without fast INT8 gets an FP16 engine built from the FP32 graph) loads the FP32 entry and its engine.
+
+    Args:
+        manifest: the provisioned voice.
+        precision: ``auto``, ``fp32`` or ``int8``.
+        backend: ``engine.backend``; ``onnxruntime`` never looks at engines.
+    """
+    if precision not in ("auto", "fp32", "int8"):
+        raise ValueError(f"precision must be auto, fp32 or int8, got {precision!r}")
+    if precision == "int8" and "vocoder_int8" not in manifest.models:
+        raise mf.ManifestError(f"voice {manifest.voice} has no INT8 vocoder; provisioning did not build one")
+    entries = {}
+    for role in ("acoustic", "vocoder"):
+        int8 = f"{role}_int8"
+        chosen = getattr(manifest.precision, role) == "int8" and int8 in manifest.models
+        if precision == "int8" and role == "vocoder":  # forced, also against the gate's choice
+            chosen = True
+        elif precision == "fp32":
+            chosen = False
+        if chosen and precision == "auto" and backend != "onnxruntime":
+            if manifest.models[int8].trt is None and manifest.models[role].trt is not None:
+                chosen = False  # the engine the device built is the FP32 entry's (FP16 where INT8 is slow)
+        entries[role] = int8 if chosen else role
+    return entries
+
+
 def load_voice(cfg: Config, precision: str | None = None, voice_name: str | None = None) -> Voice:
     """Open the provisioned voice named in ``cfg`` (run `jetvox provision` first).
 
@@ -74,17 +105,8 @@ def load_voice(cfg: Config, precision: str | None = None, voice_name: str | None
     directory = mf.voice_dir(cfg.state_dir, name)
     manifest = mf.read_manifest(directory)
     want = precision or cfg.engine.precision
-    if want == "auto":
-        want = manifest.precision.vocoder
-    roles = {"acoustic": "acoustic", "vocoder": "vocoder"}
-    if want == "int8":
-        if "vocoder_int8" not in manifest.models:
-            raise mf.ManifestError(f"voice {name} has no INT8 vocoder; provisioning did not build one")
-        roles["vocoder"] = "vocoder_int8"  # also when forced against the gate's choice
-        if "acoustic_int8" in manifest.models and manifest.precision.acoustic == "int8":
-            roles["acoustic"] = "acoustic_int8"
-    elif want != "fp32":
-        raise ValueError(f"precision must be auto, fp32 or int8, got {want!r}")
+    roles = model_entries(manifest, want, cfg.engine.backend)
+    want = "int8" if roles["vocoder"].endswith("_int8") else "fp32"
     engines = {}
     for role, key in roles.items():
         onnx_path, engine_path = _model_paths(manifest, directory, key)

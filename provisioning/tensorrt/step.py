@@ -91,16 +91,22 @@ def tensorrt_steps(cfg: Config, manifest: Manifest, out_dir: Path, say: Callable
         profile = trt_build.Profile.from_ranges(role, trt_build.profiles_for(role, **shapes))
         key = trt_build.engine_cache_key(sha256_file(onnx_path), info, precision, profile)
         say(f"TensorRT {role}: {precision} engine from {onnx_path.name}")
-        engine = trt_build.ensure_engine(
-            onnx_path,
-            out_dir,
-            model=role,
-            precision=precision,
-            profile=profile,
-            platform=info,
-            workspace_bytes=cfg.engine.workspace_mb << 20,
-            progress=say,
-        )
+        try:
+            engine = trt_build.ensure_engine(
+                onnx_path,
+                out_dir,
+                model=role,
+                precision=precision,
+                profile=profile,
+                platform=info,
+                workspace_bytes=cfg.engine.workspace_mb << 20,
+                progress=say,
+            )
+        except trt_build.BuildError as exc:  # this model runs on ONNX Runtime; the others keep their engines
+            log.warning("TensorRT %s engine failed; ONNX Runtime runs it: %s", role, exc)
+            say(f"TensorRT {role}: build failed, ONNX Runtime runs this model ({exc})")
+            built[role] = {"entry": entry, "precision": precision, "error": str(exc)}
+            continue
         engines[entry] = TrtEngine(engine.name, precision, key)
         built[role] = {"entry": entry, "precision": precision, "engine": engine.name, "key": key}
     return TensorRTResult(engines, {"available": True, "platform": platform, "engines": built, "shapes": shapes})
