@@ -61,6 +61,10 @@ if [ -z "${JETVOX_SKIP_VENV:-}" ]; then
   "$PYTHON" -m venv "${venv_args[@]}" "$DESTDIR$PREFIX/venv"
   "$DESTDIR$PREFIX/venv/bin/python" -m pip install -q --upgrade pip
   "$DESTDIR$PREFIX/venv/bin/python" -m pip install -q "$DESTDIR$PREFIX/src"
+  if [ -e /etc/nv_tegra_release ]; then
+    # The TensorRT path: JetPack's TensorRT through the system site-packages, pycuda built against its CUDA.
+    "$SRC/scripts/jetson-deps.sh" "$DESTDIR$PREFIX/venv/bin/python" || say "TensorRT path not ready (see above)"
+  fi
 fi
 
 # 4. The configuration: the documented example, unless one is already there.

@@ -29,7 +29,9 @@ SENTENCES = (
 def test_jetvox_wer_is_within_005_of_piper_tts() -> None:
     from piper import PiperVoice, SynthesisConfig
 
-    cfg = voice_config()
+    # Both without noise: sampled noise moved jetvox's pooled WER on these 8 sentences from 0.15 to 0.34
+    # between runs of the same code, so the comparison is made where both are deterministic.
+    cfg = voice_config(synthesis__noise_scale=0.0, synthesis__noise_w=0.0)
     voice = load_voice(cfg)
     synth = Synthesizer(voice, cfg.synthesis)
     piper = PiperVoice.load(voice.manifest.source.model)
@@ -39,7 +41,7 @@ def test_jetvox_wer_is_within_005_of_piper_tts() -> None:
             refs.append(normalize(text))
             audio = np.concatenate([c.audio for c in synth.synthesize(text)])
             ours.append(transcribe(audio, voice.sample_rate))
-            ref_audio = np.concatenate([c.audio_float_array for c in piper.synthesize(text, SynthesisConfig())])
+            ref_audio = np.concatenate([c.audio_float_array for c in piper.synthesize(text, SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0))])
             theirs.append(transcribe(ref_audio, voice.sample_rate))
     finally:
         synth.close()

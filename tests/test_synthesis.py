@@ -111,3 +111,28 @@ def test_long_text_is_split_into_bounded_sentences(synth: Synthesizer) -> None:
     sentences = synth.sentences(text)
     assert len(sentences) > 1
     assert max(len(ids) for ids in sentences) <= synth.voice_max_ids()
+
+
+def test_sentences_fit_the_acoustic_engine_profile() -> None:
+    """Issue 11, defect 3: what the frontend emits never exceeds what the TensorRT profile was built for."""
+    from jetvox.device.synthesis.synthesizer import synthesizer_for
+    from jetvox.provisioning.tensorrt.build import profiles_for
+
+    cfg = voice_config()
+    profile_max = profiles_for("acoustic", max_phonemes=cfg.engine.max_phonemes, opt_phonemes=cfg.engine.opt_phonemes,
+                               chunk_frames=cfg.synthesis.chunk_frames, max_frames=1024,
+                               overlap_frames=cfg.synthesis.overlap_frames)["input"][2][1]
+    assert profile_max == cfg.engine.max_phonemes
+    voice = load_voice(cfg)
+    synth = synthesizer_for(voice, cfg)
+    try:
+        # one 369-character sentence (under max_sentence_chars, so the text splitter keeps it whole) of ~800 ids
+        text = " ".join(["the heat pump in the basement is running"] * 9) + "."
+        assert len(text) <= cfg.synthesis.max_sentence_chars
+        assert len(voice.phonemizer.sentence_ids(text)) > profile_max
+        pieces = synth.pieces(text)
+        assert len(pieces) > 1 and max(len(ids) for _, ids in pieces) <= profile_max
+        assert " ".join(p for p, _ in pieces).split() == text.split()  # every word kept, in order
+    finally:
+        synth.close()
+        voice.close()

@@ -41,9 +41,10 @@ SHAPES = dict(max_phonemes=400, opt_phonemes=80, chunk_frames=32, max_frames=100
 # --------------------------------------------------------------------------- fixtures
 
 
-@pytest.fixture
-def fakes(monkeypatch: pytest.MonkeyPatch) -> trt_fake.Fakes:
-    f = trt_fake.make_fakes("10.3.0")
+@pytest.fixture(params=["10.3.0", "8.6.2"], ids=["trt10.3-jetpack6.1", "trt8.6-jetpack6.0"])
+def fakes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> trt_fake.Fakes:
+    """Both TensorRT versions JetPack 6 ships: every test using this runs on each."""
+    f = trt_fake.make_fakes(request.param)
     f.install(monkeypatch)
     return f
 
@@ -429,7 +430,8 @@ def test_build_engine_flags_pool_profile_and_timing_cache(
     assert [c.args for c in rec.named("config.set_memory_pool_limit")] == [("WORKSPACE", 1 << 30)]
     assert [c.args for c in rec.named("profile.set_shape")] == [("z", (1, 192, 1), (1, 192, 64), (1, 192, 100))]
     assert len(rec.named("config.add_optimization_profile")) == 1
-    assert [c.args[0] for c in rec.named("create_network")] == [0]  # TensorRT 10: always explicit batch
+    # TensorRT 10 is always explicit batch (no flag); 8.6 needs the EXPLICIT_BATCH flag (1 << 0)
+    assert [c.args[0] for c in rec.named("create_network")] == [0 if fakes.gpu.major >= 10 else 1]
     assert cache.read_bytes() == b"TIMING:0"
     assert [c.args[0] for c in rec.named("config.create_timing_cache")] == [0]
     assert any("parsing vocoder.onnx" in s for s in lines) and any("building v.engine" in s for s in lines)
@@ -450,6 +452,11 @@ def test_build_on_tensorrt_86_sets_explicit_batch(fakes86: trt_fake.Fakes, tmp_p
 
 
 def test_strongly_typed_build_sets_no_precision_flags(fakes: trt_fake.Fakes, tmp_path: Path) -> None:
+    if fakes.gpu.major < 10:
+        with pytest.raises(BuildError, match="strongly typed networks need TensorRT 10, this is 8.6"):
+            build_engine(_onnx_file(tmp_path), tmp_path / "v.engine", precision="int8", profile=VOCODER_PROFILE,
+                         strongly_typed=True)
+        return
     build_engine(_onnx_file(tmp_path), tmp_path / "v.engine", precision="int8", profile=VOCODER_PROFILE,
                  strongly_typed=True)
     assert [c.args[0] for c in fakes.rec.named("create_network")] == [1 << 1]
@@ -531,7 +538,7 @@ def test_detect_platform_on_a_fake_jetson(fakes: trt_fake.Fakes, tmp_path: Path)
         is_jetson=True,
         l4t_version="36.3.0",
         jetpack_version=None,  # dpkg is only asked about the real root
-        tensorrt_version="10.3.0",
+        tensorrt_version=fakes.gpu.trt_version,
         gpu_name="Orin",
         sm_version="8.7",
         fast_int8=True,
@@ -576,3 +583,16 @@ def test_verify_device_without_tensorrt_exits_nonzero_with_a_clear_message(
     err = capsys.readouterr().err
     assert "TensorRT is not usable here" in err and "Jetson" in err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("version", ["8.5.2", "9.3.0", "11.0.0"])
+def test_unsupported_tensorrt_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, version: str) -> None:
+    """Issue 11, defect 7: only 8.6 (JetPack 6.0) and 10.x (JetPack 6.1/6.2) are supported; others say so."""
+    f = trt_fake.make_fakes(version)
+    f.install(monkeypatch)
+    with pytest.raises(BuildError, match=f"TensorRT {version} is not supported: jetvox supports TensorRT 8.6"):
+        build_engine(_onnx_file(tmp_path), tmp_path / "v.engine", precision="fp16", profile=VOCODER_PROFILE)
+    assert not (tmp_path / "v.engine").exists()
+    path = trt_fake.write_engine(tmp_path / "vocoder.engine", trt_fake.vocoder_spec())
+    with pytest.raises(EngineError, match="is not supported"):
+        TensorRTEngine(path)

@@ -10,7 +10,7 @@ from typing import Iterator
 
 from jetvox.device.audio.sinks import AudioDeviceError, RawSink, Sink, SpeakerSink, WavSink
 from jetvox.device.config import Config
-from jetvox.device.synthesis.synthesizer import SynthesisError, Synthesizer
+from jetvox.device.synthesis.synthesizer import SynthesisError, synthesizer_for
 from jetvox.device.voice.loader import load_voice
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def say(cfg: Config, req: SayRequest) -> int:
     if req.wav and req.raw:
         raise SynthesisError("choose one of -o FILE and --raw")
     with load_voice(cfg) as voice:
-        synth = Synthesizer(voice, cfg.synthesis)
+        synth = synthesizer_for(voice, cfg)
         sink: Sink
         if req.wav:
             sink = WavSink(req.wav, voice.sample_rate)

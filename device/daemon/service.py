@@ -21,7 +21,7 @@ from jetvox.device.daemon.notify import Notifier
 from jetvox.device.daemon.rules import RuleEngine
 from jetvox.device.daemon.work_queue import WorkQueue
 from jetvox.device.daemon.worker import SynthesisWorker
-from jetvox.device.synthesis.synthesizer import Synthesizer
+from jetvox.device.synthesis.synthesizer import Synthesizer, synthesizer_for
 from jetvox.device.voice.loader import Voice, load_voice
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ class Daemon:
         self.notifier.status("loading voice")
         t0 = time.monotonic()
         self.voice = load_voice(cfg)
-        self.synth = Synthesizer(self.voice, cfg.synthesis)
+        self.synth = synthesizer_for(self.voice, cfg)
         log.info("voice %s ready in %.1f s", self.voice.name, time.monotonic() - t0)
         cache = None
         if cfg.cache.enabled and cfg.cache.max_mb > 0:

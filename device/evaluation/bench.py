@@ -15,7 +15,7 @@ import numpy as np
 from jetvox.device.config import Config
 from jetvox.device.evaluation.quality import transcribe, word_error_rate
 from jetvox.device.evaluation.sentences import EVAL_SENTENCES
-from jetvox.device.synthesis.synthesizer import Synthesizer
+from jetvox.device.synthesis.synthesizer import synthesizer_for
 from jetvox.device.text.normalize import normalize
 from jetvox.device.voice import manifest as mf
 from jetvox.device.voice.loader import load_voice
@@ -95,7 +95,7 @@ class _Closer:
 
 def _jetvox_system(cfg: Config, closer: _Closer, precision: str, voice_name: str | None = None) -> Stream:
     voice = load_voice(cfg, precision=precision, voice_name=voice_name)
-    synth = Synthesizer(voice, cfg.synthesis)
+    synth = synthesizer_for(voice, cfg)
     closer.items += [voice.close, synth.close]
 
     def stream(text: str) -> Iterator[np.ndarray]:

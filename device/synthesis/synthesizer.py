@@ -11,7 +11,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from jetvox.device.audio.pcm import pcm16_bytes
-from jetvox.device.config import SynthesisConfig
+from jetvox.device.config import Config, SynthesisConfig
 from jetvox.device.synthesis.chunks import Chunking
 from jetvox.device.synthesis.feeds import acoustic_feeds
 from jetvox.device.text.normalize import prepare
@@ -63,6 +63,11 @@ class Params:
     """Gain on top of the voice's calibrated gain."""
 
 
+def synthesizer_for(voice: Voice, cfg: Config) -> Synthesizer:
+    """The synthesizer the appliance runs: sentences bounded by the engines' profile (``engine.max_phonemes``)."""
+    return Synthesizer(voice, cfg.synthesis, max_ids=cfg.engine.max_phonemes)
+
+
 def chunking_of(cfg: SynthesisConfig) -> Chunking:
     """The vocoder chunk schedule the configuration asks for."""
     return Chunking(cfg.first_chunk_frames, cfg.chunk_frames, cfg.overlap_frames)
@@ -71,15 +76,18 @@ def chunking_of(cfg: SynthesisConfig) -> Chunking:
 class Synthesizer:
     """Turns text into a stream of AudioChunks with one voice; safe to use from one thread at a time."""
 
-    def __init__(self, voice: Voice, cfg: SynthesisConfig) -> None:
+    def __init__(self, voice: Voice, cfg: SynthesisConfig, max_ids: int | None = None) -> None:
         """Wrap a loaded voice.
 
         Args:
             voice: the provisioned voice with its engines.
             cfg: chunking and default synthesis parameters.
+            max_ids: most phoneme ids per acoustic call (``engine.max_phonemes``, the TensorRT profile's
+                maximum; see ``synthesizer_for``); None allows what ``max_sentence_chars`` can produce.
         """
         self.voice = voice
         self.cfg = cfg
+        self.max_ids = max_ids or 4 * cfg.max_sentence_chars + 16
         self.defaults = Params(cfg.length_scale, cfg.noise_scale, cfg.noise_w, cfg.volume)
         self.chunking = chunking_of(cfg)
         # The acoustic model of sentence N+1 runs on this thread while sentence N is vocoded.
@@ -92,28 +100,39 @@ class Synthesizer:
 
     def sentences(self, text: str) -> list[list[int]]:
         """Validate and normalise ``text``; phoneme ids per speakable sentence."""
+        return [ids for _, ids in self.pieces(text)]
+
+    def pieces(self, text: str) -> list[tuple[str, list[int]]]:
+        """Validate and normalise ``text``; (sentence text, phoneme ids) per speakable sentence.
+
+        A sentence whose ids exceed ``max_ids`` (the acoustic engine's profile) is split at word
+        boundaries until every piece fits, so no engine is ever fed more than it was built for.
+        """
         if not isinstance(text, str) or not text.strip():
             raise SynthesisError("nothing to say: the text is empty")
         if len(text) > self.cfg.max_text_chars:
             raise SynthesisError(
                 f"text is {len(text)} characters; the limit is {self.cfg.max_text_chars} (synthesis.max_text_chars)"
             )
-        max_ids = self.voice_max_ids()
-        out = []
-        for sentence in prepare(text, self.cfg.max_sentence_chars):
-            ids = self.voice.phonemizer.sentence_ids(sentence)
-            if not ids:
-                continue
-            if len(ids) > max_ids:  # rare: a max_sentence_chars piece that phonemised very long
-                log.warning("sentence of %d phoneme ids truncated to %d", len(ids), max_ids)
-                ids = ids[: max_ids - 1] + ids[-1:]
-            out.append(ids)
+        out = [piece for sentence in prepare(text, self.cfg.max_sentence_chars) for piece in self._fit(sentence)]
         if not out:
             raise SynthesisError(f"nothing speakable in the text: {text[:60]!r}")
         return out
 
+    def _fit(self, sentence: str) -> list[tuple[str, list[int]]]:
+        ids = self.voice.phonemizer.sentence_ids(sentence)
+        if len(ids) <= self.max_ids:
+            return [(sentence, ids)] if ids else []
+        words = sentence.split()
+        if len(words) < 2:  # one "word" longer than the profile: nothing to split at
+            log.warning("a word of %d phoneme ids truncated to %d", len(ids), self.max_ids)
+            return [(sentence, ids[: self.max_ids - 1] + ids[-1:])]
+        half = len(words) // 2
+        return self._fit(" ".join(words[:half])) + self._fit(" ".join(words[half:]))
+
     def voice_max_ids(self) -> int:
-        return 4 * self.cfg.max_sentence_chars + 16
+        """Most phoneme ids one acoustic call takes."""
+        return self.max_ids
 
     def acoustic(self, ids: Sequence[int], params: Params) -> np.ndarray:
         """Latent frames z [1, C, T] for one sentence's phoneme ids."""

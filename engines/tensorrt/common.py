@@ -53,6 +53,18 @@ def version_tuple(version: str) -> tuple[int, ...]:
     return parts
 
 
+SUPPORTED = "TensorRT 8.6 (JetPack 6.0) and 10.x (JetPack 6.1 and 6.2 ship 10.3)"
+"""The TensorRT versions jetvox runs on; both are tested against the fake TensorRT (tests/trt_fake.py)."""
+
+
+def unsupported_reason(version: str) -> str | None:
+    """Why TensorRT ``version`` cannot be used, or None when it is supported."""
+    major_minor = version_tuple(version)[:2]
+    if major_minor == (8, 6) or major_minor[0] == 10:
+        return None
+    return f"TensorRT {version} is not supported: jetvox supports {SUPPORTED}"
+
+
 class _ErrorLog:
     """The last errors TensorRT logged, so failures can say why."""
 

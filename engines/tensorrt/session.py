@@ -30,6 +30,7 @@ from jetvox.engines.tensorrt.common import (
     _volume,
     tensorrt_logger,
     tensorrt_version,
+    unsupported_reason,
     version_tuple,
 )
 
@@ -72,7 +73,11 @@ class _Session:
         self.label = label
         # TensorRT 10 has int64 I/O; before it (8.5/8.6, JetPack 5 and 6.0) the ONNX parser
         # narrows int64 inputs and outputs to int32, so they are cast at the boundary.
-        self.major = version_tuple(tensorrt_version(trt))[0]
+        version = tensorrt_version(trt)
+        why = unsupported_reason(version)
+        if why is not None:
+            raise EngineError(why)
+        self.major = version_tuple(version)[0]
         logger = tensorrt_logger()
         TRT_ERRORS.clear()
         self.runtime = trt.Runtime(logger)

@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Callable, Mapping
 
 from jetvox.device.storage import atomic_path
 from jetvox.engines.errors import JetvoxError
-from jetvox.engines.tensorrt import (
+from jetvox.engines.tensorrt.common import (
     TRT_ERRORS,
     tensorrt_logger,
     tensorrt_version,
+    unsupported_reason,
     version_tuple,
 )
 from jetvox.provisioning.steps import sha256_file
@@ -264,6 +265,8 @@ def build_engine(
     if not onnx_file.is_file():
         raise BuildError(f"ONNX model not found: {onnx_file}")
     version = tensorrt_version(trt)
+    if (why := unsupported_reason(version)) is not None:
+        raise BuildError(why)
     major_minor = version_tuple(version)[:2]
     if strongly_typed and major_minor[0] < 10:
         raise BuildError(f"strongly typed networks need TensorRT 10, this is {version}")
