@@ -33,10 +33,3 @@ def atomic_write_text(path: Path, text: str) -> None:
     """Write text atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write bytes atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-

@@ -13,6 +13,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from jetvox.device.voice.manifest import Manifest, ModelEntry, Precision, SourceInfo
+from jetvox.engines.onnxrt import ort_session
 from jetvox.provisioning.int8 import quantize as qz
 from jetvox.provisioning.int8 import steps as int8
 from jetvox.provisioning.int8.steps import GateFigures, Verdict, choose, judge, ladder
@@ -219,8 +220,8 @@ def test_quantised_vocoder_has_per_channel_qdq_and_excluded_layers_stay_float(
     assert summary["float_layers"] == ["/dec/ups.0/ConvTranspose", "/dec/conv_post/Conv"]
     # it runs, and stays close to the float model
     z = np.random.default_rng(5).standard_normal((1, 8, 40)).astype(np.float32)
-    ref = qz.cpu_session(model).run(None, {"z": z})[0]
-    got = qz.cpu_session(out).run(None, {"z": z})[0]
+    ref = ort_session(model).run(None, {"z": z})[0]
+    got = ort_session(out).run(None, {"z": z})[0]
     assert got.shape == ref.shape == (1, 80)
     assert float(np.abs(got - ref).max()) < 0.1
 
@@ -235,8 +236,8 @@ def test_polyphase_upsampling_is_exact_and_quantisable(tiny: tuple[Path, Path], 
     rng = np.random.default_rng(4)
     for frames in (1, 5, 64):
         z = rng.standard_normal((1, 8, frames)).astype(np.float32)
-        ref = qz.cpu_session(model).run(None, {"z": z})[0]
-        got = qz.cpu_session(rewritten_model.SerializeToString()).run(None, {"z": z})[0]
+        ref = ort_session(model).run(None, {"z": z})[0]
+        got = ort_session(rewritten_model.SerializeToString()).run(None, {"z": z})[0]
         assert got.shape == ref.shape
         np.testing.assert_allclose(got, ref, atol=1e-5)
     # preprocess applies it, and the upsampling layer then quantises like any Conv

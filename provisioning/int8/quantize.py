@@ -63,11 +63,6 @@ def vocode_chunked(session: Any, z: np.ndarray, chunking: Chunking) -> np.ndarra
     return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
 
 
-def cpu_session(model: Path | bytes, threads: int = 0) -> Any:
-    """An ONNX Runtime CPU session like the runtime's (default intra-op threads, full optimisation)."""
-    return ort_session(model, threads=threads)
-
-
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
     """Silence ONNX Runtime's quantisation tools, which print and log warnings (on the root logger) freely."""
@@ -396,13 +391,13 @@ class Heldout:
     @classmethod
     def build(cls, fp32_model: Path, windows: Sequence[np.ndarray], sample_rate: int) -> "Heldout":
         """Run the FP32 model once over ``windows`` for the reference audio."""
-        session = cpu_session(fp32_model)
+        session = ort_session(fp32_model)
         ref = tuple(session.run(None, {"z": w})[0].reshape(-1) for w in windows)
         return cls(tuple(windows), ref, sample_rate)
 
     def distance(self, model: Path) -> float:
         """Mean log-mel distance of ``model``'s audio to FP32 over the windows."""
-        session = cpu_session(model)
+        session = ort_session(model)
         return float(
             np.mean(
                 [
@@ -483,7 +478,7 @@ def time_vocoders(
     each figure is the median over rounds. Wall time uses ONNX Runtime's default threads;
     CPU time (all threads) is reported beside it as the load-independent cost.
     """
-    sessions = [cpu_session(m) for m in models]
+    sessions = [ort_session(m) for m in models]
     for s in sessions:  # warm-up: first runs allocate and pick kernels
         vocode_chunked(s, zs[0], chunking)
     audio_s = 1.0

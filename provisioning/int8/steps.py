@@ -31,6 +31,7 @@ from jetvox.device.text import FRONTEND_VERSION
 from jetvox.device.text.normalize import prepare
 from jetvox.device.text.phonemes import Phonemizer
 from jetvox.device.voice.manifest import Manifest, ModelEntry, Precision
+from jetvox.engines.onnxrt import ort_session
 from jetvox.provisioning.int8 import calibration as cal
 from jetvox.provisioning.int8 import quantize as qz
 from jetvox.provisioning.steps import ProvisionError, StepRunner, sha256_file
@@ -480,7 +481,7 @@ def _gate_vocoder(
 ) -> _VocoderGate:
     """The gate on the evaluation sentences (same z for both vocoders), fewest FP32 layers first."""
     s, say = ctx.settings, ctx.say
-    ref_audio = render(qz.cpu_session(ctx.model("vocoder")), ev.z, ctx.chunking, ctx.gain)
+    ref_audio = render(ort_session(ctx.model("vocoder")), ev.z, ctx.chunking, ctx.gain)
     wer_fp32 = word_error_rate(ev.refs, transcripts(ref_audio, ctx.sample_rate, say, "fp32"))
     bound = noise_equivalent_distance(ref_audio, s.noise_snr_db, ctx.sample_rate)
     attempts: list[tuple[str, Verdict]] = []
@@ -489,7 +490,7 @@ def _gate_vocoder(
         excluded = [n for n, _ in ranking[:k]]
         model = work / f"attempt{k}.onnx"
         qz.quantize(pre, model, cache, method, excluded, ctx.activation)
-        audio = render(qz.cpu_session(model), ev.z, ctx.chunking, ctx.gain)
+        audio = render(ort_session(model), ev.z, ctx.chunking, ctx.gain)
         fig = GateFigures(
             wer_fp32=wer_fp32,
             wer_int8=word_error_rate(ev.refs, transcripts(audio, ctx.sample_rate, say, f"{k} FP32 layers")),
@@ -642,7 +643,7 @@ def _acoustic_reference(ctx: _Context) -> _AcousticGate:
     ev = build_eval(
         s.eval_sentences, ctx.model("acoustic"), ctx.phonemizer(), ctx.scales, ctx.cfg.synthesis.max_sentence_chars
     )
-    vocoder = qz.cpu_session(ctx.model("vocoder"))
+    vocoder = ort_session(ctx.model("vocoder"))
     # Per piece (a sentence may be several), then joined per sentence for the WER.
     ref_pieces = render(vocoder, [(z,) for sent in ev.z for z in sent], ctx.chunking, ctx.gain)
     ref_audio = _join(ref_pieces, [len(sent) for sent in ev.z])
