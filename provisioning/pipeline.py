@@ -30,8 +30,6 @@ from jetvox.provisioning.tensorrt.step import tensorrt_steps
 
 log = logging.getLogger(__name__)
 
-
-
 SPLIT_VERSION = 1
 # Sentences used to prove the split and calibrate the output gain (not an evaluation set).
 CHECK_SENTENCES = (

@@ -18,7 +18,6 @@ def pcm16_bytes(audio: np.ndarray) -> bytes:
     return to_pcm16(audio).tobytes()
 
 
-def from_pcm16(pcm: bytes | np.ndarray) -> np.ndarray:
-    """s16le bytes (or an int16 array) to float32 samples in [-1, 1]."""
-    samples = np.frombuffer(pcm, dtype="<i2") if isinstance(pcm, (bytes, bytearray, memoryview)) else np.asarray(pcm)
-    return samples.astype(np.float32) / FULL_SCALE
+def from_pcm16(pcm: bytes) -> np.ndarray:
+    """s16le bytes to float32 samples in [-1, 1]."""
+    return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / FULL_SCALE

@@ -128,11 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         handler: Handler = args.handler
         return handler(args)
-    except config_mod.ConfigError as exc:
-        print(f"jetvox: config error: {exc}", file=sys.stderr)
-        return exc.exit_code
     except JetvoxError as exc:
-        print(f"jetvox: {exc}", file=sys.stderr)
+        kind = "config error: " if isinstance(exc, config_mod.ConfigError) else ""
+        print(f"jetvox: {kind}{exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

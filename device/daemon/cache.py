@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -21,6 +22,15 @@ _MAGIC = b"JVC1"
 _SUFFIX = ".jvc"
 
 
+@functools.cache
+def _version() -> str:
+    """jetvox's installed version, read once (not once per message)."""
+    try:
+        return metadata.version("jetvox")
+    except metadata.PackageNotFoundError:  # pragma: no cover - run from a source tree
+        return "0"
+
+
 def cache_key(text: str, voice: dict[str, Any], params: Any, synthesis: Any) -> str:
     """The key of one utterance.
 
@@ -30,12 +40,8 @@ def cache_key(text: str, voice: dict[str, Any], params: Any, synthesis: Any) -> 
         params: the synthesis Params dataclass of the request.
         synthesis: the SynthesisConfig (chunking and silence change the audio).
     """
-    try:
-        version = metadata.version("jetvox")
-    except metadata.PackageNotFoundError:  # pragma: no cover - run from a source tree
-        version = "0"
     blob = json.dumps(
-        {"text": text, "voice": voice, "params": asdict(params), "synthesis": asdict(synthesis), "jetvox": version,
+        {"text": text, "voice": voice, "params": asdict(params), "synthesis": asdict(synthesis), "jetvox": _version(),
          "frontend": FRONTEND_VERSION},
         sort_keys=True, ensure_ascii=False, default=str,
     )

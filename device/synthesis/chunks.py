@@ -10,6 +10,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from jetvox.device.config import SynthesisConfig
+
 
 @dataclass(frozen=True)
 class Chunking:
@@ -21,6 +23,11 @@ class Chunking:
     """Largest chunk, in frames."""
     overlap: int
     """Context frames on each side of a chunk."""
+
+    @classmethod
+    def of(cls, cfg: SynthesisConfig) -> Chunking:
+        """The schedule the configuration asks for."""
+        return cls(cfg.first_chunk_frames, cfg.chunk_frames, cfg.overlap_frames)
 
     def windows(self, frames: int, first: int | None = None) -> list[tuple[int, int, int, int]]:
         """(a, b, start, end) per chunk: vocode z[a:b], keep the audio of frames start..end.

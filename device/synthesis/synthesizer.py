@@ -68,11 +68,6 @@ def synthesizer_for(voice: Voice, cfg: Config) -> Synthesizer:
     return Synthesizer(voice, cfg.synthesis, max_ids=cfg.engine.max_phonemes)
 
 
-def chunking_of(cfg: SynthesisConfig) -> Chunking:
-    """The vocoder chunk schedule the configuration asks for."""
-    return Chunking(cfg.first_chunk_frames, cfg.chunk_frames, cfg.overlap_frames)
-
-
 class Synthesizer:
     """Turns text into a stream of AudioChunks with one voice; safe to use from one thread at a time."""
 
@@ -89,7 +84,7 @@ class Synthesizer:
         self.cfg = cfg
         self.max_ids = max_ids or 4 * cfg.max_sentence_chars + 16
         self.defaults = Params(cfg.length_scale, cfg.noise_scale, cfg.noise_w, cfg.volume)
-        self.chunking = chunking_of(cfg)
+        self.chunking = Chunking.of(cfg)
         # The acoustic model of sentence N+1 runs on this thread while sentence N is vocoded.
         self._ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jetvox-acoustic")
         self._lock = threading.Lock()

@@ -26,7 +26,6 @@ from jetvox.device.evaluation.sentences import EVAL_SENTENCES, check_disjoint
 from jetvox.device.storage import atomic_path
 from jetvox.device.synthesis.chunks import Chunking
 from jetvox.device.synthesis.feeds import acoustic_feeds
-from jetvox.device.synthesis.synthesizer import chunking_of
 from jetvox.device.text import FRONTEND_VERSION
 from jetvox.device.text.normalize import prepare
 from jetvox.device.text.phonemes import Phonemizer
@@ -277,7 +276,7 @@ class _Context:
     """The runtime's vocoder chunking, from ``cfg.synthesis``."""
 
     def __post_init__(self) -> None:
-        self.chunking = chunking_of(self.cfg.synthesis)
+        self.chunking = Chunking.of(self.cfg.synthesis)
 
     @property
     def sample_rate(self) -> int:
