@@ -62,51 +62,60 @@ def _fix_io(path: Path, role: str) -> None:
     onnx.save(model, str(path))
 
 
-def _basis_nodes(name: str, layout: str, n_fft: int, bins: int) -> tuple[list, list]:
-    """Nodes (and two tiny constants) that compute the inverse-STFT basis into ``name`` from float ranges.
+BASIS_SPLIT = 32
+"""The basis's sample index is split as ``n = BASIS_SPLIT * a + b``, so its phases come from two small tables."""
 
-    The phase is ``2 pi ((k n) mod n_fft) / n_fft`` in float32, exact because ``k n`` stays below 2**24 and
-    n_fft is a power of two; window and per-bin scale are stored (a few KB). Plain float ops, so both
-    ONNX Runtime and TensorRT fold the whole subgraph into a constant when they load the model.
+
+def _basis_nodes(name: str, layout: str, n_fft: int, bins: int) -> tuple[list, list]:
+    """Nodes (and small constants) that compute the inverse-STFT basis into ``name``.
+
+    ``exp(2 pi i k n / n_fft)`` with ``n = 32 a + b`` is the product of ``exp(2 pi i k 32 a / n_fft)`` and
+    ``exp(2 pi i k b / n_fft)``: two [bins, 32] cosine and sine tables (computed exactly in float64, 260 KB)
+    are combined with the angle-sum identities. Every value in the subgraph lies within [-1, 1], so a
+    TensorRT build in FP16 can hold any of it (an earlier form computed ``k n`` up to 523,776, beyond
+    FP16's 65,504). Plain float ops, folded into one constant when a runtime loads the model.
     """
+    if n_fft % BASIS_SPLIT:
+        raise ValueError(f"n_fft ({n_fft}) must be a multiple of {BASIS_SPLIT}")
+    groups = n_fft // BASIS_SPLIT
+    k = np.arange(bins, dtype=np.float64)[:, None]
+    outer = 2 * np.pi * k * (BASIS_SPLIT * np.arange(groups))[None, :] / n_fft  # [bins, groups]
+    inner = 2 * np.pi * k * np.arange(BASIS_SPLIT)[None, :] / n_fft  # [bins, 32]
     n = np.arange(n_fft, dtype=np.float64)
     window = (0.5 - 0.5 * np.cos(n * 2 * np.pi / n_fft)).astype(np.float32)
-    k = np.arange(bins)
-    coef = ((2.0 - ((k == 0) | (k == bins - 1))) / n_fft).astype(np.float32)[:, None]
+    edge = ((k == 0) | (k == bins - 1)).astype(np.float64)
+    coef = ((2.0 - edge) / n_fft).astype(np.float32)
     p = f"{name}__"
     consts = [
+        numpy_helper.from_array(np.cos(outer).astype(np.float32)[:, :, None], f"{p}cos_a"),
+        numpy_helper.from_array(np.sin(outer).astype(np.float32)[:, :, None], f"{p}sin_a"),
+        numpy_helper.from_array(np.cos(inner).astype(np.float32)[:, None, :], f"{p}cos_b"),
+        numpy_helper.from_array(np.sin(inner).astype(np.float32)[:, None, :], f"{p}sin_b"),
         numpy_helper.from_array(window[None, :], f"{p}window"),
         numpy_helper.from_array(np.concatenate([coef, -coef]), f"{p}coef"),
+        numpy_helper.from_array(np.array([bins, n_fft], dtype=np.int64), f"{p}shape"),
     ]
-    f = helper.make_tensor
-    nodes = [
-        helper.make_node("Constant", [], [f"{p}n_fft"], value=f(f"{p}n_fft_v", 1, [], [float(n_fft)])),
-        helper.make_node("Constant", [], [f"{p}zero"], value=f(f"{p}zero_v", 1, [], [0.0])),
-        helper.make_node("Constant", [], [f"{p}one"], value=f(f"{p}one_v", 1, [], [1.0])),
-        helper.make_node("Constant", [], [f"{p}bins"], value=f(f"{p}bins_v", 1, [], [float(bins)])),
-        helper.make_node("Constant", [], [f"{p}step"], value=f(f"{p}step_v", 1, [], [float(2 * np.pi / n_fft)])),
-        helper.make_node("Constant", [], [f"{p}axis1"], value=f(f"{p}axis1_v", 7, [1], [1])),
-        helper.make_node("Range", [f"{p}zero", f"{p}n_fft", f"{p}one"], [f"{p}n"]),
-        helper.make_node("Range", [f"{p}zero", f"{p}bins", f"{p}one"], [f"{p}k"]),
-        helper.make_node("Unsqueeze", [f"{p}k", f"{p}axis1"], [f"{p}k1"]),
-        helper.make_node("Mul", [f"{p}k1", f"{p}n"], [f"{p}kn"]),
-        helper.make_node("Div", [f"{p}kn", f"{p}n_fft"], [f"{p}turns"]),
-        helper.make_node("Floor", [f"{p}turns"], [f"{p}whole"]),
-        helper.make_node("Mul", [f"{p}whole", f"{p}n_fft"], [f"{p}wrapped"]),
-        helper.make_node("Sub", [f"{p}kn", f"{p}wrapped"], [f"{p}phase_i"]),
-        helper.make_node("Mul", [f"{p}phase_i", f"{p}step"], [f"{p}ang"]),
-        helper.make_node("Cos", [f"{p}ang"], [f"{p}cos"]),
-        helper.make_node("Sin", [f"{p}ang"], [f"{p}sin"]),
-        helper.make_node("Concat", [f"{p}cos", f"{p}sin"], [f"{p}trig"], axis=0),
-        helper.make_node("Mul", [f"{p}trig", f"{p}coef"], [f"{p}scaled"]),
-        helper.make_node("Mul", [f"{p}scaled", f"{p}window"], [f"{p}rows"]),  # [2 * bins, n_fft]
+    mk = helper.make_node
+    nodes = [  # cos(x + y) = cos x cos y - sin x sin y; sin(x + y) = sin x cos y + cos x sin y
+        mk("Mul", [f"{p}cos_a", f"{p}cos_b"], [f"{p}cc"]),
+        mk("Mul", [f"{p}sin_a", f"{p}sin_b"], [f"{p}ss"]),
+        mk("Mul", [f"{p}sin_a", f"{p}cos_b"], [f"{p}sc"]),
+        mk("Mul", [f"{p}cos_a", f"{p}sin_b"], [f"{p}cs"]),
+        mk("Sub", [f"{p}cc", f"{p}ss"], [f"{p}cos3"]),  # [bins, groups, 32]
+        mk("Add", [f"{p}sc", f"{p}cs"], [f"{p}sin3"]),
+        mk("Reshape", [f"{p}cos3", f"{p}shape"], [f"{p}cos"]),  # [bins, n_fft], n = 32 a + b
+        mk("Reshape", [f"{p}sin3", f"{p}shape"], [f"{p}sin"]),
+        mk("Concat", [f"{p}cos", f"{p}sin"], [f"{p}trig"], axis=0),
+        mk("Mul", [f"{p}trig", f"{p}coef"], [f"{p}scaled"]),
+        mk("Mul", [f"{p}scaled", f"{p}window"], [f"{p}rows"]),  # [2 * bins, n_fft]
     ]
     if layout == "rows":
         nodes[-1].output[0] = name
     elif layout == "columns":
-        nodes.append(helper.make_node("Transpose", [f"{p}rows"], [name], perm=[1, 0]))
+        nodes.append(mk("Transpose", [f"{p}rows"], [name], perm=[1, 0]))
     else:  # "conv": [2 * bins, 1, n_fft]
-        nodes.append(helper.make_node("Unsqueeze", [f"{p}rows", f"{p}axis1"], [name]))
+        consts.append(numpy_helper.from_array(np.array([1], dtype=np.int64), f"{p}axis1"))
+        nodes.append(mk("Unsqueeze", [f"{p}rows", f"{p}axis1"], [name]))
     return nodes, consts
 
 
