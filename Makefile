@@ -5,10 +5,7 @@ PY     := $(VENV)/bin/python
 JETVOX := $(VENV)/bin/jetvox
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast provision bench bench-mqtt typecheck verify-device install distill clean help
-
-ENGINES ?= $(HOME)/.local/share/jetvox/engines
-VOICE_DIR ?= $(HOME)/.local/share/jetvox/voices/joe-fast
+.PHONY: setup demo test test-fast provision bench bench-mqtt typecheck verify-device fp16-evidence install distill clean help
 
 help:
 	@echo "make demo   - set up, provision the default voice, speak a sample (demo.wav)"
@@ -85,11 +82,20 @@ bench-mqtt: provision
 typecheck: setup
 	$(PY) -m mypy
 
-# On a Jetson: build TensorRT engines, compare them with ONNX Runtime FP32, run the benchmark.
-verify-device: provision
-	$(PY) -m pip install -q -e '.[jetson]'
-	$(PY) -m jetvox.provisioning.tensorrt.verify_device --acoustic $(VOICE_DIR)/acoustic.onnx --vocoder $(VOICE_DIR)/vocoder.onnx --out $(ENGINES) --precision int8
-	$(JETVOX) bench --wer
+# On a Jetson: provision the engines the daemon loads, run them as it does and judge every part against
+# ONNX Runtime FP32 (fails beyond the limits in provisioning/tensorrt/compare.py), then the benchmark.
+# Run after `sudo make install`: the appliance's own venv (pycuda built against JetPack's CUDA), config and
+# state, as its user, so the engines checked are the ones `jetvox serve` loads.
+APPLIANCE := /opt/jetvox/venv/bin
+APPLIANCE_ARGS := --config /etc/jetvox/jetvox.yaml --state-dir /var/lib/jetvox
+verify-device:
+	@test -x $(APPLIANCE)/python || { echo "verify-device: run 'sudo make install' first"; exit 2; }
+	runuser -u jetvox -- $(APPLIANCE)/python -m jetvox.provisioning.tensorrt.verify_device $(APPLIANCE_ARGS)
+	runuser -u jetvox -- $(APPLIANCE)/jetvox bench --wer $(APPLIANCE_ARGS)
+
+# FP16 evidence on any CPU: every model a TensorRT build consumes, run with FP16-rounded tensors, against FP32.
+fp16-evidence: provision
+	$(PY) -m jetvox.provisioning.tensorrt.fp16
 
 clean:
 	rm -rf $(VENV) demo.wav .pytest_cache .mypy_cache *.egg-info

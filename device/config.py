@@ -60,6 +60,9 @@ class EngineConfig:
     """Largest phoneme-id sequence per sentence (TensorRT profile max; longer text is split)."""
     opt_phonemes: int = 80
     """Typical phoneme count (TensorRT profile opt)."""
+    max_frames: int = 8192
+    """Most latent frames per sentence (the acoustic decoder's TensorRT profile max, about 95 s of audio);
+    a sentence predicted longer is spoken faster to fit, with a warning."""
     workspace_mb: int = 1024
     """TensorRT builder workspace limit; 1 GiB fits a 4 GB Orin Nano."""
 
@@ -348,6 +351,7 @@ def _check_ranges(cfg: Config) -> None:
         "synthesis.max_text_chars": cfg.synthesis.max_text_chars,
         "engine.max_phonemes": cfg.engine.max_phonemes,
         "engine.opt_phonemes": cfg.engine.opt_phonemes,
+        "engine.max_frames": cfg.engine.max_frames,
         "engine.workspace_mb": cfg.engine.workspace_mb,
         "queue.max_queued": cfg.queue.max_queued,
         "queue.max_payload_bytes": cfg.queue.max_payload_bytes,

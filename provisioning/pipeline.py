@@ -25,6 +25,7 @@ from jetvox.device.voice.sources import VoiceSource, resolve_voice
 from jetvox.engines.onnxrt import OnnxRuntimeEngine
 from jetvox.provisioning.int8.steps import int8_steps
 from jetvox.provisioning.split import SplitError, find_boundary, split_model
+from jetvox.provisioning.stages import STAGES_VERSION, qdq_nodes, split_stages
 from jetvox.provisioning.steps import ProvisionError, StepRunner, clean_partials, sha256_file
 from jetvox.provisioning.tensorrt.step import tensorrt_steps
 
@@ -89,6 +90,7 @@ def provision(cfg: Config, progress: Callable[[str], None] | None = None) -> Pro
     runner = StepRunner(previous.steps if previous else {}, say)
     manifest = split_steps(source, out_dir, runner, say)
     manifest = int8_steps(cfg, manifest, out_dir, runner, say).apply(manifest)
+    manifest = stage_steps(manifest, out_dir, runner, say)
     manifest = tensorrt_steps(cfg, manifest, out_dir, say).apply(manifest)
     manifest = dataclasses.replace(manifest, steps=runner.records)
     if runner.ran or previous is None or manifest.to_json() != previous.to_json():
@@ -239,3 +241,66 @@ def _verify_split(
     # Piper scales every sentence to full range; a stream cannot, so use one gain for the voice.
     gain = float(min(4.0, 0.9 / float(np.median(peaks))))
     return {"max_abs_error": worst, "sentences": len(CHECK_SENTENCES), "hop_length": hop, "gain": gain}
+
+
+def stage_steps(manifest: mf.Manifest, out_dir: Path, runner: StepRunner, say: Callable[[str], None]) -> mf.Manifest:
+    """Cut each acoustic model (FP32, and INT8 where the gate built one) into its static-shape stages.
+
+    The stages together must equal the whole model at noise 0 on CHECK_SENTENCES. A model that cannot be
+    cut keeps running whole on ONNX Runtime (and gets no TensorRT engine); the reason goes in the manifest.
+    """
+    phonemizer = Phonemizer(manifest.espeak_voice, manifest.phoneme_id_map)
+    feeds = [acoustic_feeds(phonemizer.sentence_ids(s)) for s in CHECK_SENTENCES]
+    report: dict[str, Any] = {}
+    entries: dict[str, mf.ModelEntry] = {}
+    for entry in ("acoustic", "acoustic_int8"):
+        if entry not in manifest.models:
+            continue
+        source = out_dir / manifest.model(entry).file
+        roles = mf.stage_roles(entry)
+        paths = {stage: out_dir / f"{source.stem}.{stage}.onnx" for stage in roles}
+        key = {"model": manifest.model(entry).sha256, "stages": STAGES_VERSION, "sentences": CHECK_SENTENCES,
+               "onnx": manifest.versions.get("onnx"), "ort": manifest.versions.get("onnxruntime")}
+        try:
+            record = runner.run(f"stages-{entry}", key, list(paths.values()),
+                                lambda: _stage(source, paths, feeds, say))
+        except SplitError as exc:
+            log.warning("%s stays whole (ONNX Runtime only): %s", entry, exc)
+            say(f"stages {entry}: cannot be cut ({exc}); it runs whole on ONNX Runtime")
+            report[entry] = {"error": str(exc)}
+            continue
+        info = record["info"]
+        report[entry] = {k: info[k] for k in ("nodes", "max_abs_error", "encoder_outputs", "decoder_inputs")}
+        for stage, role in roles.items():
+            entries[role] = _model_entry(paths[stage], {**info["tensors"][stage], "stage": stage, "of": entry,
+                                                        "qdq_nodes": info["qdq_nodes"][stage]})
+    return dataclasses.replace(manifest.with_models(**entries), stages=report)
+
+
+def _stage(source: Path, paths: dict[str, Path], feeds: list[dict[str, np.ndarray]],
+           say: Callable[[str], None]) -> dict[str, Any]:
+    """Cut, write and prove one acoustic model's stages."""
+    stages = split_stages(onnx.load(str(source)), feeds)
+    models = {"encoder": stages.encoder, "regulator": stages.regulator, "decoder": stages.decoder}
+    for stage, model in models.items():
+        with atomic_path(paths[stage]) as tmp:
+            onnx.save(model, str(tmp))
+    say(f"stages of {source.name}: " + ", ".join(f"{k} {v} nodes" for k, v in stages.summary["nodes"].items()))
+    engines = [OnnxRuntimeEngine(paths[stage]) for stage in models]
+    worst = 0.0
+    with OnnxRuntimeEngine(source) as whole:
+        for f in feeds:
+            board = dict(f)
+            for eng in engines:
+                board.update(eng.infer({s.name: board[s.name] for s in eng.inputs}))
+            ref = whole.infer(f)
+            if board["z"].shape != ref["z"].shape:
+                raise SplitError(f"stages changed the frame count: {board['z'].shape} vs {ref['z'].shape}")
+            worst = max(worst, float(np.max(np.abs(board["z"] - ref["z"]))))
+    for eng in engines:
+        eng.close()
+    if worst > SPLIT_TOLERANCE:
+        raise SplitError(f"the stages differ from the whole acoustic model by {worst:.2e} (expected <= {SPLIT_TOLERANCE})")
+    say(f"stages of {source.name}: max |stages - whole| = {worst:.2e} on {len(feeds)} sentences")
+    return {**stages.summary, "max_abs_error": worst, "tensors": {s: _tensor_info(p) for s, p in paths.items()},
+            "qdq_nodes": {s: qdq_nodes(m) for s, m in models.items()}}

@@ -13,6 +13,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from jetvox.device.voice.manifest import Manifest, ModelEntry, Precision, SourceInfo
+from jetvox.engines.base import TensorSpec
 from jetvox.engines.onnxrt import ort_session
 from jetvox.provisioning.int8 import quantize as qz
 from jetvox.provisioning.int8 import steps as int8
@@ -337,21 +338,39 @@ def _platform(**kw: Any) -> Any:
     return PlatformInfo(**{**base, **kw})
 
 
-def _entry(file: str) -> ModelEntry:
-    return ModelEntry(file=file, sha256="0", inputs=(), outputs=())
+def _entry(file: str, inputs: tuple[TensorSpec, ...] = (), **extra: Any) -> ModelEntry:
+    return ModelEntry(file=file, sha256="0", inputs=inputs, outputs=(), quantization=extra)
 
 
-def _manifest(tmp_path: Path, vocoder_precision: str = "int8", files: bool = True) -> Manifest:
-    for name in ("acoustic.onnx", "vocoder.onnx", "vocoder.int8.onnx"):
-        if files:
-            (tmp_path / name).write_bytes(name.encode())
-    models = {"acoustic": _entry("acoustic.onnx"), "vocoder": _entry("vocoder.onnx")}
+_Z = (TensorSpec("z", "float32", (1, 192, "frames")),)
+_IDS = (TensorSpec("input", "int64", (1, "phonemes")), TensorSpec("input_lengths", "int64", (1,)),
+        TensorSpec("scales", "float32", (3,)))
+_FRAMES = (TensorSpec("h", "float32", (1, 128, "frames")), TensorSpec("pos", "float32", (1, 1, "frames")))
+
+
+def _stage_entries(entry: str, stem: str, qdq: int = 0) -> dict[str, ModelEntry]:
+    return {
+        f"{entry}_encoder": _entry(f"{stem}.encoder.onnx", _IDS, stage="encoder", of=entry, qdq_nodes=0),
+        f"{entry}_regulator": _entry(f"{stem}.regulator.onnx", stage="regulator", of=entry, qdq_nodes=0),
+        f"{entry}_decoder": _entry(f"{stem}.decoder.onnx", _FRAMES, stage="decoder", of=entry, qdq_nodes=qdq),
+    }
+
+
+def _manifest(tmp_path: Path, vocoder_precision: str = "int8", files: bool = True,
+              acoustic_precision: str = "fp32") -> Manifest:
+    models = {"acoustic": _entry("acoustic.onnx"), "vocoder": _entry("vocoder.onnx", _Z),
+              **_stage_entries("acoustic", "acoustic")}
     if vocoder_precision == "int8":
-        models["vocoder_int8"] = _entry("vocoder.int8.onnx")
+        models["vocoder_int8"] = _entry("vocoder.int8.onnx", _Z)
+    if acoustic_precision == "int8":  # only the flow (the decoder stage) holds Q/DQ nodes
+        models |= {"acoustic_int8": _entry("acoustic.int8.onnx"), **_stage_entries("acoustic_int8", "acoustic.int8", 40)}
+    if files:
+        for entry in models.values():
+            (tmp_path / entry.file).write_bytes(entry.file.encode())
     return Manifest(
         voice="v", source=SourceInfo("m", "0", "c", "0"), sample_rate=22050, hop_length=256, latent_channels=192,
         espeak_voice="en-us", phoneme_id_map={}, gain=1.0, models=models,
-        precision=Precision(acoustic="fp32", vocoder=vocoder_precision),
+        precision=Precision(acoustic=acoustic_precision, vocoder=vocoder_precision),
     )
 
 
@@ -392,31 +411,75 @@ def test_tensorrt_hook_records_engines_and_keys(tmp_path: Path, monkeypatch: pyt
     before = _manifest(tmp_path)
     data = engines_step.tensorrt_steps(Config(state_dir=tmp_path), before, tmp_path, lambda _m: None).apply(before)
     assert [(c["onnx"], c["model"], c["precision"]) for c in calls] == [
-        ("acoustic.onnx", "acoustic", "fp16"),  # the gate kept FP32: FP16 on a fast-FP16 GPU
+        ("acoustic.encoder.onnx", "acoustic_encoder", "fp16"),  # the gate kept FP32: FP16 on a fast-FP16 GPU
+        ("acoustic.decoder.onnx", "acoustic_decoder", "fp16"),  # (the regulator is ONNX Runtime's)
         ("vocoder.int8.onnx", "vocoder", "int8"),  # the gate chose INT8: built from the Q/DQ graph
     ]
     models = data.models
-    for entry, role, precision in (("acoustic", "acoustic", "fp16"), ("vocoder_int8", "vocoder", "int8")):
+    for entry, role, precision in (("acoustic_encoder", "acoustic_encoder", "fp16"),
+                                   ("acoustic_decoder", "acoustic_decoder", "fp16"), ("vocoder_int8", "vocoder", "int8")):
         trt = models[entry].trt
         assert trt is not None and trt.file.startswith(f"{role}.{precision}.") and trt.precision == precision
         assert (tmp_path / trt.file).is_file()
         assert trt.key in trt.file
         assert data.tensorrt["engines"][role]["key"] == trt.key
         assert models[entry].to_json()["trt_engine"] == trt.file  # the JSON keeps schema 1's flat keys
-    assert models["vocoder"].trt is None
+    assert models["vocoder"].trt is None and models["acoustic"].trt is None and models["acoustic_regulator"].trt is None
     assert data.tensorrt["available"] is True and data.tensorrt["platform"]["tensorrt_version"] == "10.3.0"
-    vocoder_profile = calls[1]["profile"]
-    syn = Config().synthesis
-    assert vocoder_profile.opt["z"] == (1, 192, syn.chunk_frames + 2 * syn.overlap_frames)
+    cfg = Config()
+    syn, eng = cfg.synthesis, cfg.engine
+    encoder, decoder, vocoder = (c["profile"] for c in calls)
+    assert encoder.max == {"input": (1, eng.max_phonemes), "input_lengths": (1,), "scales": (3,)}
+    assert decoder.min["h"] == (1, 128, 1) and decoder.max == {"h": (1, 128, eng.max_frames), "pos": (1, 1, eng.max_frames)}
+    assert vocoder.opt["z"] == (1, 192, syn.chunk_frames + 2 * syn.overlap_frames)
 
 
 def test_engine_plan_falls_back_to_fp32_without_fast_fp16() -> None:
     from jetvox.provisioning.tensorrt.step import engine_plan
 
     data = _manifest(Path("."), vocoder_precision="fp32", files=False)
-    assert engine_plan(data, fast_int8=True, fast_fp16=False) == {"acoustic": ("acoustic", "fp32"), "vocoder": ("vocoder", "fp32")}
+    assert engine_plan(data, fast_int8=True, fast_fp16=False) == {
+        "acoustic_encoder": ("acoustic_encoder", "fp32"), "acoustic_decoder": ("acoustic_decoder", "fp32"),
+        "vocoder": ("vocoder", "fp32")}
     data = _manifest(Path("."), vocoder_precision="int8", files=False)
     assert engine_plan(data, fast_int8=False, fast_fp16=True)["vocoder"] == ("vocoder", "fp16")
+
+
+def test_engine_plan_builds_int8_only_where_a_stage_has_qdq() -> None:
+    """Issue 11, defect 5: an INT8 acoustic model is quantised in its flow only; its encoder stage is FP16."""
+    from jetvox.provisioning.tensorrt.step import engine_plan
+
+    data = _manifest(Path("."), files=False, acoustic_precision="int8")
+    assert engine_plan(data, fast_int8=True, fast_fp16=True) == {
+        "acoustic_encoder": ("acoustic_int8_encoder", "fp16"), "acoustic_decoder": ("acoustic_int8_decoder", "int8"),
+        "vocoder": ("vocoder_int8", "int8")}
+    assert engine_plan(data, fast_int8=False, fast_fp16=True)["acoustic_decoder"] == ("acoustic_decoder", "fp16")
+
+
+def test_an_acoustic_model_without_stages_gets_no_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 11, defect 2: the whole acoustic model (data-dependent frame count) is never handed to TensorRT."""
+    from jetvox.device.config import Config
+    from jetvox.provisioning.tensorrt import build as trt_build
+    from jetvox.provisioning.tensorrt import platform
+    from jetvox.provisioning.tensorrt import step as engines_step
+
+    monkeypatch.setattr(platform, "detect_platform", lambda *a, **k: _platform())
+    built: list[str] = []
+
+    def ensure_engine(onnx_path: Path, out_dir: Path, *, model: str, precision: str, **kw: Any) -> Path:
+        built.append(model)
+        path = Path(out_dir) / f"{model}.{precision}.engine"
+        path.write_bytes(b"engine")
+        return path
+
+    monkeypatch.setattr(trt_build, "ensure_engine", ensure_engine)
+    full = _manifest(tmp_path)
+    whole = full.with_models(acoustic_encoder=None, acoustic_regulator=None, acoustic_decoder=None)
+    said: list[str] = []
+    data = engines_step.tensorrt_steps(Config(state_dir=tmp_path), whole, tmp_path, said.append).apply(whole)
+    assert built == ["vocoder"]
+    assert "static-shape stages" in data.tensorrt["engines"]["acoustic"]["error"]
+    assert any("TensorRT acoustic: skipped" in line for line in said)
 
 
 # --------------------------------------------------------------------------- end to end (real voice)
@@ -529,7 +592,7 @@ def test_a_failed_engine_build_falls_back_to_onnx_runtime_for_that_model(
     said: list[str] = []
     before = _manifest(tmp_path)
     data = engines_step.tensorrt_steps(Config(state_dir=tmp_path), before, tmp_path, said.append).apply(before)
-    assert data.models["acoustic"].trt is not None and data.models["vocoder_int8"].trt is None
+    assert data.models["acoustic_decoder"].trt is not None and data.models["vocoder_int8"].trt is None
     assert "unsupported op" in data.tensorrt["engines"]["vocoder"]["error"]
     assert any("build failed, ONNX Runtime runs this model" in line for line in said)
 

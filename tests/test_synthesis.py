@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from jetvox.device.synthesis.synthesizer import SynthesisError, Synthesizer
+from jetvox.device.voice import manifest as mf
 from jetvox.device.voice.loader import load_voice
 from tests.voicefix import voice_config
 
@@ -116,12 +117,11 @@ def test_long_text_is_split_into_bounded_sentences(synth: Synthesizer) -> None:
 def test_sentences_fit_the_acoustic_engine_profile() -> None:
     """Issue 11, defect 3: what the frontend emits never exceeds what the TensorRT profile was built for."""
     from jetvox.device.synthesis.synthesizer import synthesizer_for
-    from jetvox.provisioning.tensorrt.build import profiles_for
+    from jetvox.provisioning.tensorrt.step import profile_of
 
     cfg = voice_config()
-    profile_max = profiles_for("acoustic", max_phonemes=cfg.engine.max_phonemes, opt_phonemes=cfg.engine.opt_phonemes,
-                               chunk_frames=cfg.synthesis.chunk_frames, max_frames=1024,
-                               overlap_frames=cfg.synthesis.overlap_frames)["input"][2][1]
+    manifest = mf.read_manifest(mf.voice_dir(cfg.state_dir, cfg.voice.name))
+    profile_max = profile_of(cfg, manifest, "acoustic_encoder", "acoustic_encoder").max["input"][1]
     assert profile_max == cfg.engine.max_phonemes
     voice = load_voice(cfg)
     synth = synthesizer_for(voice, cfg)

@@ -19,10 +19,12 @@ import pytest
 
 from jetvox.engines.base import EngineError
 from jetvox.engines.tensorrt import CudaWorker, TensorRTEngine
+from jetvox.engines.base import TensorSpec
 from jetvox.provisioning.tensorrt.build import (
     BuildError,
     Profile,
     build_engine,
+    dim_ranges,
     engine_cache_key,
     ensure_engine,
     profiles_for,
@@ -35,7 +37,11 @@ except ImportError:  # tests/ itself on sys.path (pytest's default rootdir-relat
     import trt_fake  # type: ignore[no-redef]
 
 ROOT = Path(__file__).resolve().parents[1]
-SHAPES = dict(max_phonemes=400, opt_phonemes=80, chunk_frames=32, max_frames=100, overlap_frames=16)
+SHAPES = dict(max_phonemes=400, opt_phonemes=80, chunk_frames=32, max_frames=100, overlap_frames=16,
+              max_acoustic_frames=8192)
+IDS = (TensorSpec("input", "int64", (1, "phonemes")), TensorSpec("input_lengths", "int64", (1,)),
+       TensorSpec("scales", "float32", (3,)))
+Z = (TensorSpec("z", "float32", (1, 192, "frames")),)
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -97,8 +103,8 @@ def _z(frames: int, seed: int = 0) -> np.ndarray:
 # --------------------------------------------------------------------------- profiles
 
 
-def test_acoustic_profile_shapes() -> None:
-    shapes = profiles_for("acoustic", **SHAPES)
+def test_acoustic_encoder_profile_shapes() -> None:
+    shapes = profiles_for(IDS, dim_ranges("acoustic_encoder", **SHAPES))
     assert shapes == {
         "input": ((1, 1), (1, 80), (1, 400)),
         "input_lengths": ((1,), (1,), (1,)),
@@ -106,18 +112,27 @@ def test_acoustic_profile_shapes() -> None:
     }
 
 
+def test_acoustic_decoder_profile_covers_the_configured_frames() -> None:
+    inputs = (TensorSpec("h", "float32", (1, 128, "frames")), TensorSpec("noise", "float32", ()))
+    shapes = profiles_for(inputs, dim_ranges("acoustic_decoder", **SHAPES))
+    assert shapes == {"h": ((1, 128, 1), (1, 128, 320), (1, 128, 8192)), "noise": ((), (), ())}
+
+
 def test_vocoder_profile_shapes_use_the_chunk_with_its_overlap() -> None:
-    shapes = profiles_for("vocoder", **SHAPES)
+    shapes = profiles_for(Z, dim_ranges("vocoder", **SHAPES))
     assert shapes == {"z": ((1, 192, 1), (1, 192, 32 + 2 * 16), (1, 192, 100))}
 
 
 def test_profile_arguments_are_validated() -> None:
     with pytest.raises(ValueError, match="opt_phonemes"):
-        profiles_for("acoustic", **{**SHAPES, "opt_phonemes": 500})
+        dim_ranges("acoustic_encoder", **{**SHAPES, "opt_phonemes": 500})
     with pytest.raises(ValueError, match="max_frames"):
-        profiles_for("vocoder", **{**SHAPES, "max_frames": 50})
-    with pytest.raises(ValueError, match="acoustic"):
-        profiles_for("decoder", **SHAPES)
+        dim_ranges("vocoder", **{**SHAPES, "max_frames": 50})
+    with pytest.raises(ValueError, match="acoustic_encoder"):
+        dim_ranges("acoustic", **SHAPES)
+    # an axis no profile sets is refused, not guessed (the whole acoustic model's data-dependent frames)
+    with pytest.raises(BuildError, match="axis 2 .'frames'. is dynamic"):
+        profiles_for(Z, dim_ranges("acoustic_encoder", **SHAPES))
 
 
 # --------------------------------------------------------------------------- runtime
@@ -407,7 +422,7 @@ def _onnx_file(tmp_path: Path) -> Path:
     return path
 
 
-VOCODER_PROFILE = Profile.from_ranges("vocoder", profiles_for("vocoder", **SHAPES))
+VOCODER_PROFILE = Profile.from_ranges("vocoder", profiles_for(Z, dim_ranges("vocoder", **SHAPES)))
 
 
 @pytest.mark.parametrize(
@@ -490,7 +505,7 @@ def test_int8_without_qdq_warns(fakes: trt_fake.Fakes, tmp_path: Path, caplog: p
 def test_cache_key_covers_what_the_engine_depends_on() -> None:
     base = engine_cache_key("abc", _platform(), "int8", VOCODER_PROFILE)
     assert base == engine_cache_key("abc", _platform(), "int8", VOCODER_PROFILE)
-    other_profile = Profile.from_ranges("vocoder", profiles_for("vocoder", **{**SHAPES, "max_frames": 200}))
+    other_profile = Profile.from_ranges("vocoder", profiles_for(Z, dim_ranges("vocoder", **{**SHAPES, "max_frames": 200})))
     variants = [
         engine_cache_key("abd", _platform(), "int8", VOCODER_PROFILE),
         engine_cache_key("abc", _platform(tensorrt_version="10.3.1"), "int8", VOCODER_PROFILE),
@@ -578,7 +593,7 @@ def test_verify_device_without_tensorrt_exits_nonzero_with_a_clear_message(
     from jetvox.provisioning.tensorrt.verify_device import EXIT_NO_TENSORRT, main
 
     monkeypatch.setitem(sys.modules, "tensorrt", None)
-    argv = ["--acoustic", "a.onnx", "--vocoder", "v.onnx", "--out", str(tmp_path)]
+    argv = ["--state-dir", str(tmp_path)]
     assert main(argv) == EXIT_NO_TENSORRT != 0
     err = capsys.readouterr().err
     assert "TensorRT is not usable here" in err and "Jetson" in err

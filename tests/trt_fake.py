@@ -124,6 +124,35 @@ def vocoder_outputs(z: np.ndarray, hop: int = 256) -> np.ndarray:
     return np.repeat(z[0, 0], hop)[None].astype(np.float32)
 
 
+_ORT_TO_TRT = {"tensor(float)": "FLOAT", "tensor(int64)": "INT64", "tensor(int32)": "INT32", "tensor(bool)": "BOOL"}
+
+
+def onnx_spec(path: str, profile: dict[str, tuple[tuple[int, ...], ...]], major: int) -> dict[str, Any] | None:
+    """A fake engine that runs a real ONNX model with ONNX Runtime (None when ``path`` is no ONNX model).
+
+    Its tensors are the model's, int64 narrowed to int32 before TensorRT 10 as the real parser does, with
+    the profile the build set; output shapes come from the named axes they share with the inputs.
+    """
+    import onnxruntime as ort
+
+    try:
+        sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    except Exception:
+        return None
+    tensors = []
+    for mode, args in (("INPUT", sess.get_inputs()), ("OUTPUT", sess.get_outputs())):
+        for a in args:
+            dtype = _ORT_TO_TRT[a.type]
+            if dtype == "INT64" and major < 10:
+                dtype = "INT32"
+            t = {"name": a.name, "mode": mode, "dtype": dtype, "shape": [d if isinstance(d, int) else -1 for d in a.shape],
+                 "symbols": [d if isinstance(d, str) else None for d in a.shape]}
+            if mode == "INPUT":
+                t["profile"] = [list(s) for s in profile[a.name]]
+            tensors.append(t)
+    return {"model": "onnx", "onnx": path, "tensors": tensors}
+
+
 # --------------------------------------------------------------------------- the fake GPU
 
 
@@ -143,6 +172,9 @@ class FakeGPU:
     next_stream: int = 0x5000
     auto_complete: bool = False
     """When True, GPU work is finished as soon as it is queried (no waiting needed)."""
+    output_error: float = 0.0
+    """Noise of this size relative to each float output's peak, added by an ONNX-backed engine (a mis-built
+    engine, for verify-device)."""
 
     @property
     def major(self) -> int:
@@ -428,6 +460,8 @@ def _make_trt(gpu: FakeGPU) -> types.ModuleType:
 
         def _output_shapes(self) -> dict[str, tuple[int, ...]]:
             spec = self.engine.spec
+            if spec["model"] == "onnx":
+                return self.engine.onnx_output_shapes(self.shapes)
             if spec["model"] == "vocoder":
                 t = self.shapes["z"][2]
                 return {"audio": (1, t * spec["hop"])}
@@ -477,7 +511,9 @@ def _make_trt(gpu: FakeGPU) -> types.ModuleType:
             for t in spec["tensors"]:
                 if t["mode"] == "INPUT" and t["name"] not in self.addresses:
                     return False
-            if spec["model"] == "vocoder":
+            if spec["model"] == "onnx":
+                outs = self.engine.run_onnx({t["name"]: self._read(t["name"]) for t in spec["tensors"] if t["mode"] == "INPUT"})
+            elif spec["model"] == "vocoder":
                 outs = {"audio": vocoder_outputs(self._read("z"), spec["hop"])}
             else:
                 ids = self._read("input")
@@ -501,6 +537,48 @@ def _make_trt(gpu: FakeGPU) -> types.ModuleType:
     class CudaEngine:
         def __init__(self, spec: dict[str, Any]) -> None:
             self.spec = spec
+            self._sess: Any = None
+
+        def _session(self) -> Any:
+            import onnxruntime as ort
+
+            if self._sess is None:
+                self._sess = ort.InferenceSession(self.spec["onnx"], providers=["CPUExecutionProvider"])
+            return self._sess
+
+        def run_onnx(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            """The ONNX model's outputs (int64 inputs widened back, outputs narrowed as the engine declares them)."""
+            sess = self._session()
+            want = {a.name: a.type for a in sess.get_inputs()}
+            feeds = {k: v.astype(np.int64) if want[k] == "tensor(int64)" else v for k, v in feeds.items()}
+            names = [o.name for o in sess.get_outputs()]
+            outs = {}
+            for name, arr in zip(names, sess.run(names, feeds)):
+                dtype = np.dtype(np_types[DataType[self.tensor(name)["dtype"]]])
+                arr = np.asarray(arr).astype(dtype)
+                if dtype == np.float32 and gpu.output_error:
+                    noise = np.random.default_rng(0).standard_normal(arr.shape) * gpu.output_error
+                    arr = (arr + noise * float(np.max(np.abs(arr), initial=1.0))).astype(np.float32)
+                outs[name] = arr
+            return outs
+
+        def onnx_output_shapes(self, input_shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+            bound: dict[str, int] = {}
+            for t in self.spec["tensors"]:
+                if t["mode"] == "INPUT" and t["name"] in input_shapes:
+                    for sym, got in zip(t["symbols"], input_shapes[t["name"]]):
+                        if sym:
+                            bound[sym] = got
+            out = {}
+            for t in self.spec["tensors"]:
+                if t["mode"] == "OUTPUT":
+                    if all(d >= 0 or sym in bound for d, sym in zip(t["shape"], t["symbols"])):
+                        out[t["name"]] = tuple(d if d >= 0 else bound[sym] for d, sym in zip(t["shape"], t["symbols"]))
+            if len(out) < sum(t["mode"] == "OUTPUT" for t in self.spec["tensors"]):  # e.g. samples = 256 frames
+                zeros = {t["name"]: np.zeros(input_shapes[t["name"]], np_types[DataType[t["dtype"]]])
+                         for t in self.spec["tensors"] if t["mode"] == "INPUT"}
+                out = {k: tuple(v.shape) for k, v in self.run_onnx(zeros).items()}
+            return out
 
         def tensor(self, name: str) -> dict[str, Any]:
             return next(t for t in self.spec["tensors"] if t["name"] == name)
@@ -556,6 +634,7 @@ def _make_trt(gpu: FakeGPU) -> types.ModuleType:
     class Network:
         def __init__(self, flags: int) -> None:
             self.flags = flags
+            self.source: str | None = None
             self.layers = [Layer(LayerType.CONVOLUTION)]
             if gpu.network_has_qdq:
                 self.layers += [Layer(LayerType.QUANTIZE), Layer(LayerType.DEQUANTIZE)]
@@ -582,9 +661,11 @@ def _make_trt(gpu: FakeGPU) -> types.ModuleType:
         def __init__(self, network: Network, logger: ILogger) -> None:
             rec.add("OnnxParser")
             self.errors: list[ParserError] = []
+            self.network = network
 
         def parse_from_file(self, path: str) -> bool:
             rec.add("parse_from_file", path)
+            self.network.source = path
             if not gpu.parse_ok:
                 self.errors = [ParserError("fake: unsupported operator RandomNormalLike", 7)]
             return gpu.parse_ok
@@ -605,13 +686,18 @@ def _make_trt(gpu: FakeGPU) -> types.ModuleType:
             return HostMemory(b"TIMING:" + str(len(self.data)).encode())
 
     class OptimizationProfile:
+        def __init__(self) -> None:
+            self.shapes: dict[str, tuple[tuple[int, ...], ...]] = {}
+
         def set_shape(self, name: str, lo: Any, opt: Any, hi: Any) -> None:
             rec.add("profile.set_shape", name, tuple(lo), tuple(opt), tuple(hi))
+            self.shapes[name] = (tuple(lo), tuple(opt), tuple(hi))
 
     class BuilderConfig:
         def __init__(self) -> None:
             self.flags = 0
             self.cache: TimingCache | None = None
+            self.profile: OptimizationProfile | None = None
 
         def set_flag(self, flag: Any) -> None:
             rec.add("config.set_flag", flag.name)
@@ -625,6 +711,7 @@ def _make_trt(gpu: FakeGPU) -> types.ModuleType:
 
         def add_optimization_profile(self, profile: OptimizationProfile) -> int:
             rec.add("config.add_optimization_profile")
+            self.profile = profile
             return 0
 
         def create_timing_cache(self, data: bytes) -> TimingCache:
@@ -668,7 +755,10 @@ def _make_trt(gpu: FakeGPU) -> types.ModuleType:
             if gpu.build_fails:
                 self.logger.log(Sev.ERROR, "fake: insufficient workspace for the tactics of layer /dec/conv_pre")
                 return None
-            return HostMemory(MAGIC + json.dumps(vocoder_spec()).encode())
+            spec = None
+            if network.source is not None and config.profile is not None:
+                spec = onnx_spec(network.source, config.profile.shapes, gpu.major)
+            return HostMemory(MAGIC + json.dumps(spec or vocoder_spec()).encode())
 
     exports: dict[str, Callable[..., Any] | Any] = dict(
         DataType=DataType,

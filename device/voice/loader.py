@@ -10,6 +10,7 @@ from jetvox.device.config import Config
 from jetvox.device.text.phonemes import Phonemizer
 from jetvox.device.voice import manifest as mf
 from jetvox.engines import Engine, open_engine
+from jetvox.engines.staged import StagedAcoustic
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +57,26 @@ class Voice:
         self.close()
 
 
-def _model_paths(manifest: mf.Manifest, directory: Path, role: str) -> tuple[Path, Path | None]:
-    entry = manifest.model(role)
-    return directory / entry.file, (directory / entry.trt.file if entry.trt else None)
+def _open(cfg: Config, directory: Path, entry: mf.ModelEntry, cpu_only: bool = False) -> Engine:
+    return open_engine(
+        directory / entry.file,
+        engine_path=None if cpu_only or entry.trt is None else directory / entry.trt.file,
+        backend="onnxruntime" if cpu_only else cfg.engine.backend,
+        providers=["CPUExecutionProvider"] if cpu_only else cfg.engine.providers or None,
+        threads=cfg.engine.threads,
+    )
+
+
+def _open_acoustic(cfg: Config, directory: Path, manifest: mf.Manifest, key: str) -> Engine:
+    """The acoustic model as its stages where provisioning cut it (always on a current manifest), else whole."""
+    staged = manifest.staged(key)
+    if staged is None:
+        return _open(cfg, directory, manifest.model(key))
+    encoder = _open(cfg, directory, staged["encoder"])
+    # The regulator's shapes follow the durations' values: ONNX Runtime on the CPU runs it on every device.
+    regulator = _open(cfg, directory, staged["regulator"], cpu_only=True)
+    decoder = _open(cfg, directory, staged["decoder"])
+    return StagedAcoustic(encoder, regulator, decoder, max_frames=cfg.engine.max_frames)
 
 
 def model_entries(manifest: mf.Manifest, precision: str, backend: str = "auto") -> dict[str, str]:
@@ -86,7 +104,7 @@ def model_entries(manifest: mf.Manifest, precision: str, backend: str = "auto") 
         elif precision == "fp32":
             chosen = False
         if chosen and precision == "auto" and backend != "onnxruntime":
-            if manifest.models[int8].trt is None and manifest.models[role].trt is not None:
+            if not manifest.has_engine(int8) and manifest.has_engine(role):
                 chosen = False  # the engine the device built is the FP32 entry's (FP16 where INT8 is slow)
         entries[role] = int8 if chosen else role
     return entries
@@ -107,16 +125,10 @@ def load_voice(cfg: Config, precision: str | None = None, voice_name: str | None
     want = precision or cfg.engine.precision
     roles = model_entries(manifest, want, cfg.engine.backend)
     want = "int8" if roles["vocoder"].endswith("_int8") else "fp32"
-    engines = {}
-    for role, key in roles.items():
-        onnx_path, engine_path = _model_paths(manifest, directory, key)
-        engines[role] = open_engine(
-            onnx_path,
-            engine_path=engine_path,
-            backend=cfg.engine.backend,
-            providers=cfg.engine.providers or None,
-            threads=cfg.engine.threads,
-        )
+    engines = {
+        "acoustic": _open_acoustic(cfg, directory, manifest, roles["acoustic"]),
+        "vocoder": _open(cfg, directory, manifest.model(roles["vocoder"])),
+    }
     phonemizer = Phonemizer(manifest.espeak_voice, manifest.phoneme_id_map)
     log.info(
         "voice %s loaded (%s vocoder, %s / %s)",

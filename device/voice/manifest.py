@@ -20,6 +20,15 @@ MANIFEST_NAME = "manifest.json"
 SCHEMA_VERSION = 1
 """Written as ``"format"``; bump it when a field changes meaning (old manifests then ask to re-provision)."""
 
+STAGES = ("encoder", "regulator", "decoder")
+"""The static-shape stages an acoustic model runs as (see ``provisioning/stages.py``)."""
+
+
+def stage_roles(entry: str) -> dict[str, str]:
+    """{stage: model entry} of an acoustic entry's stages, e.g. ``acoustic_int8_decoder``."""
+    return {stage: f"{entry}_{stage}" for stage in STAGES}
+
+
 class ManifestError(JetvoxError, ValueError):
     """A voice has not been provisioned, or its manifest is unreadable."""
 
@@ -148,6 +157,8 @@ class Manifest:
     """The INT8 gate's report: figures and reasons per model."""
     tensorrt: Mapping[str, Any] = field(default_factory=dict)
     """TensorRT availability, platform and engines built."""
+    stages: Mapping[str, Any] = field(default_factory=dict)
+    """Per acoustic entry: how it was cut into stages (node counts, tensors passed, proof), or why it was not."""
     versions: Mapping[str, str] = field(default_factory=dict)
     """Versions the artefacts depend on."""
     steps: Mapping[str, Any] = field(default_factory=dict)
@@ -162,6 +173,20 @@ class Manifest:
                 f"voice {self.voice} has no {role} model (it has {', '.join(sorted(self.models))}); "
                 "provisioning did not build one"
             ) from None
+
+    def staged(self, entry: str) -> dict[str, ModelEntry] | None:
+        """{stage: entry} of the acoustic entry ``entry`` where provisioning cut it into stages, else None."""
+        roles = stage_roles(entry)
+        if not all(r in self.models for r in roles.values()):
+            return None
+        return {stage: self.models[r] for stage, r in roles.items()}
+
+    def has_engine(self, entry: str) -> bool:
+        """Whether a TensorRT engine was built for ``entry`` (or, for an acoustic model, for its stages)."""
+        staged = self.staged(entry)
+        if staged is not None:
+            return any(e.trt is not None for e in staged.values())
+        return entry in self.models and self.models[entry].trt is not None
 
     def with_models(self, **entries: ModelEntry | None) -> Manifest:
         """A copy with model entries added, replaced, or (given None) removed."""
@@ -193,6 +218,7 @@ class Manifest:
                 split_check=dict(data.get("split_check", {})),
                 int8=dict(data.get("int8", {})),
                 tensorrt=dict(data.get("tensorrt", {})),
+                stages=dict(data.get("stages", {})),
                 versions=dict(data.get("versions", {})),
                 steps=dict(data.get("steps", {})),
             )
@@ -220,6 +246,7 @@ class Manifest:
             "split_check": dict(self.split_check),
             "int8": dict(self.int8),
             "tensorrt": dict(self.tensorrt),
+            "stages": dict(self.stages),
             "versions": dict(self.versions),
             "steps": dict(self.steps),
         }

@@ -8,9 +8,10 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 from jetvox.device.storage import atomic_path
+from jetvox.engines.base import TensorSpec
 from jetvox.engines.errors import JetvoxError
 from jetvox.engines.tensorrt.common import (
     TRT_ERRORS,
@@ -34,7 +35,6 @@ ShapeRange = tuple[Shape, Shape, Shape]
 PRECISIONS = ("int8", "fp16", "fp32")
 DEFAULT_WORKSPACE_BYTES = 1 << 30
 """Builder workspace limit: 1 GiB fits a 4 GB Orin Nano."""
-LATENT_CHANNELS = 192
 CACHE_KEY_FORMAT = 1
 
 
@@ -47,7 +47,7 @@ class Profile:
     """An optimisation profile: the min, opt and max shape of every input of one model."""
 
     name: str
-    """Model the profile is for (``acoustic`` or ``vocoder``)."""
+    """Model the profile is for (one of ``ROLES``)."""
     min: Mapping[str, Shape]
     """Smallest shape each input accepts."""
     opt: Mapping[str, Shape]
@@ -70,48 +70,78 @@ class Profile:
         return {k: (self.min[k], self.opt[k], self.max[k]) for k in sorted(self.min)}
 
 
-def profiles_for(
-    model: str,
+DimRange = tuple[int, int, int]
+"""(min, opt, max) of one named dynamic axis."""
+ROLES = ("acoustic_encoder", "acoustic_decoder", "vocoder")
+"""The models TensorRT builds: the acoustic model's two static-shape stages and the vocoder."""
+
+
+def dim_ranges(
+    role: str,
     *,
     max_phonemes: int,
     opt_phonemes: int,
     chunk_frames: int,
     max_frames: int,
     overlap_frames: int,
-    channels: int = LATENT_CHANNELS,
-) -> dict[str, ShapeRange]:
-    """The optimisation-profile shapes of ``acoustic`` or ``vocoder``.
+    max_acoustic_frames: int,
+) -> dict[str, DimRange]:
+    """The (min, opt, max) of each named dynamic axis of ``role``'s inputs.
 
-    The acoustic model takes 1..max_phonemes phoneme ids (tuned for opt_phonemes). The
-    vocoder takes z [1, channels, 1..max_frames], tuned for a streaming chunk, which is
-    chunk_frames plus overlap_frames of context on each side; max_frames must cover the
-    largest chunk and any whole sentence vocoded in one call.
+    The acoustic encoder takes 1..max_phonemes phoneme ids (tuned for opt_phonemes); the acoustic decoder
+    1..max_acoustic_frames frames (tuned for four frames per id of a typical sentence). The vocoder takes
+    z [1, C, 1..max_frames], tuned for a streaming chunk, which is chunk_frames plus overlap_frames of context
+    on each side; max_frames must cover the largest chunk and any whole sentence vocoded in one call.
 
     Args:
-        model: ``acoustic`` or ``vocoder``.
+        role: one of ``ROLES``.
         max_phonemes: longest phoneme-id sequence per sentence.
         opt_phonemes: typical phoneme count.
         chunk_frames: latent frames vocoded per streaming chunk.
         max_frames: most latent frames in one vocoder call.
         overlap_frames: context frames on each side of a chunk.
-        channels: latent channels (192 for Piper voices).
+        max_acoustic_frames: most frames of one sentence (``engine.max_frames``).
     """
     if not 1 <= opt_phonemes <= max_phonemes:
         raise ValueError(f"need 1 <= opt_phonemes ({opt_phonemes}) <= max_phonemes ({max_phonemes})")
-    if chunk_frames < 1 or overlap_frames < 0 or channels < 1:
-        raise ValueError("chunk_frames and channels must be positive and overlap_frames not negative")
+    if chunk_frames < 1 or overlap_frames < 0 or max_acoustic_frames < 1:
+        raise ValueError("chunk_frames and max_acoustic_frames must be positive and overlap_frames not negative")
     chunk = chunk_frames + 2 * overlap_frames
     if max_frames < chunk:
         raise ValueError(f"max_frames ({max_frames}) is smaller than one vocoder chunk ({chunk} frames)")
-    if model == "acoustic":
-        return {
-            "input": ((1, 1), (1, opt_phonemes), (1, max_phonemes)),
-            "input_lengths": ((1,), (1,), (1,)),
-            "scales": ((3,), (3,), (3,)),
-        }
-    if model == "vocoder":
-        return {"z": ((1, channels, 1), (1, channels, chunk), (1, channels, max_frames))}
-    raise ValueError(f"model must be 'acoustic' or 'vocoder', got {model!r}")
+    if role == "acoustic_encoder":
+        return {"phonemes": (1, opt_phonemes, max_phonemes)}
+    if role == "acoustic_decoder":
+        return {"frames": (1, min(4 * opt_phonemes, max_acoustic_frames), max_acoustic_frames)}
+    if role == "vocoder":
+        return {"frames": (1, chunk, max_frames)}
+    raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+
+
+def profiles_for(inputs: Sequence[TensorSpec], dims: Mapping[str, DimRange]) -> dict[str, ShapeRange]:
+    """{input: (min, opt, max)} of a model whose inputs are ``inputs``: fixed axes as they are, named ones from ``dims``.
+
+    Raises BuildError for an axis that is neither fixed nor named in ``dims``: no engine with a guessed
+    range is built.
+    """
+    out: dict[str, ShapeRange] = {}
+    for spec in inputs:
+        lo, opt, hi = [], [], []
+        for axis, dim in enumerate(spec.shape):
+            if isinstance(dim, int) and dim > 0:
+                rng: DimRange = (dim, dim, dim)
+            elif isinstance(dim, str) and dim in dims:
+                rng = dims[dim]
+            else:
+                raise BuildError(
+                    f"input {spec.describe()}: axis {axis} ({dim!r}) is dynamic but the profile sets only "
+                    f"{sorted(dims) or 'fixed axes'}"
+                )
+            lo.append(rng[0])
+            opt.append(rng[1])
+            hi.append(rng[2])
+        out[spec.name] = (tuple(lo), tuple(opt), tuple(hi))
+    return out
 
 
 def engine_cache_key(onnx_sha256: str, platform: PlatformInfo, precision: str, profile: Profile) -> str:
@@ -341,7 +371,7 @@ def ensure_engine(
     Args:
         onnx_path: the ONNX model.
         out_dir: directory of cached engines.
-        model: ``acoustic`` or ``vocoder`` (the file name's prefix).
+        model: one of ``ROLES`` (the file name's prefix).
         precision: ``int8``, ``fp16`` or ``fp32``.
         profile: the optimisation profile.
         platform: this device; None detects it.

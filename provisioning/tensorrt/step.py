@@ -1,4 +1,4 @@
-"""Provisioning hook: TensorRT engines for the acoustic model and the gated vocoder, where TensorRT exists."""
+"""Provisioning hook: TensorRT engines for the acoustic model's stages and the gated vocoder, where TensorRT exists."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from jetvox.device.config import Config
-from jetvox.device.voice.manifest import Manifest, TrtEngine
+from jetvox.device.voice.manifest import Manifest, TrtEngine, stage_roles
 from jetvox.provisioning.steps import sha256_file
 from jetvox.provisioning.tensorrt import build as trt_build
 from jetvox.provisioning.tensorrt import platform as trt_platform
@@ -21,18 +21,27 @@ MAX_VOCODER_FRAMES = 1024
 
 
 def engine_plan(manifest: Manifest, fast_int8: bool | None, fast_fp16: bool | None) -> dict[str, tuple[str, str]]:
-    """{role: (manifest model entry, TensorRT precision)} for the acoustic model and the vocoder.
+    """{role: (manifest model entry, TensorRT precision)} for the acoustic model's stages and the vocoder.
 
-    A model the INT8 gate chose is built as INT8 from its Q/DQ graph (on a GPU with fast
-    INT8); otherwise the FP32 graph is built as FP16 on a GPU with fast FP16, else FP32.
+    The acoustic model is built as its encoder and decoder stages (the regulator between them runs on
+    ONNX Runtime); a voice whose acoustic model could not be cut gets no acoustic engine. A model the INT8
+    gate chose is built from its Q/DQ graph as INT8 on a GPU with fast INT8, each stage only if it holds
+    Q/DQ nodes (the others of that graph are FP16); everything else is FP16 on a GPU with fast FP16, else FP32.
     """
-    plan = {}
-    for role in ("acoustic", "vocoder"):
-        chose_int8 = getattr(manifest.precision, role) == "int8" and f"{role}_int8" in manifest.models
-        if chose_int8 and fast_int8:
-            plan[role] = (f"{role}_int8", "int8")
-        else:
-            plan[role] = (role, "fp16" if fast_fp16 else "fp32")
+    plain = "fp16" if fast_fp16 else "fp32"
+    plan: dict[str, tuple[str, str]] = {}
+    for model in ("acoustic", "vocoder"):
+        chose_int8 = getattr(manifest.precision, model) == "int8" and f"{model}_int8" in manifest.models
+        entry = f"{model}_int8" if chose_int8 and fast_int8 else model
+        if model == "vocoder":
+            plan["vocoder"] = (entry, "int8" if entry != model else plain)
+            continue
+        staged = manifest.staged(entry)
+        if staged is None:
+            continue
+        for stage in ("encoder", "decoder"):
+            qdq = int(staged[stage].quantization.get("qdq_nodes", 0))
+            plan[f"acoustic_{stage}"] = (stage_roles(entry)[stage], "int8" if entry != model and qdq else plain)
     return plan
 
 
@@ -53,7 +62,8 @@ class TensorRTResult:
         return dataclasses.replace(manifest, models=models, tensorrt=self.report)
 
 
-def _shapes(cfg: Config, manifest: Manifest) -> dict[str, int]:
+def shapes_of(cfg: Config) -> dict[str, int]:
+    """The profile sizes the config sets (``trt_build.dim_ranges``'s arguments)."""
     e, s = cfg.engine, cfg.synthesis
     return dict(
         max_phonemes=e.max_phonemes,
@@ -61,8 +71,14 @@ def _shapes(cfg: Config, manifest: Manifest) -> dict[str, int]:
         chunk_frames=s.chunk_frames,
         max_frames=max(MAX_VOCODER_FRAMES, s.chunk_frames + 2 * s.overlap_frames),
         overlap_frames=s.overlap_frames,
-        channels=manifest.latent_channels,
+        max_acoustic_frames=e.max_frames,
     )
+
+
+def profile_of(cfg: Config, manifest: Manifest, role: str, entry: str) -> trt_build.Profile:
+    """The optimisation profile of ``role`` built from manifest entry ``entry``."""
+    dims = trt_build.dim_ranges(role, **shapes_of(cfg))
+    return trt_build.Profile.from_ranges(role, trt_build.profiles_for(manifest.model(entry).inputs, dims))
 
 
 def tensorrt_steps(cfg: Config, manifest: Manifest, out_dir: Path, say: Callable[[str], None]) -> TensorRTResult:
@@ -83,15 +99,20 @@ def tensorrt_steps(cfg: Config, manifest: Manifest, out_dir: Path, say: Callable
         why = "not installed" if info.tensorrt_version is None else f"{info.tensorrt_version} found no usable GPU"
         say(f"TensorRT not available ({why}): ONNX Runtime models only")
         return TensorRTResult({}, {"available": False, "reason": f"TensorRT {why}", "platform": platform})
-    shapes = _shapes(cfg, manifest)
+    shapes = shapes_of(cfg)
     engines: dict[str, TrtEngine] = {}
     built: dict[str, Any] = {}
-    for role, (entry, precision) in engine_plan(manifest, info.fast_int8, info.fast_fp16).items():
+    plan = engine_plan(manifest, info.fast_int8, info.fast_fp16)
+    if "acoustic_encoder" not in plan:
+        why = "the acoustic model could not be cut into static-shape stages; ONNX Runtime runs it whole"
+        say(f"TensorRT acoustic: skipped ({why})")
+        built["acoustic"] = {"entry": "acoustic", "error": why}
+    for role, (entry, precision) in plan.items():
         onnx_path = out_dir / manifest.model(entry).file
-        profile = trt_build.Profile.from_ranges(role, trt_build.profiles_for(role, **shapes))
-        key = trt_build.engine_cache_key(sha256_file(onnx_path), info, precision, profile)
         say(f"TensorRT {role}: {precision} engine from {onnx_path.name}")
         try:
+            profile = profile_of(cfg, manifest, role, entry)
+            key = trt_build.engine_cache_key(sha256_file(onnx_path), info, precision, profile)
             engine = trt_build.ensure_engine(
                 onnx_path,
                 out_dir,

@@ -1,116 +1,43 @@
-"""`make verify-device`: build TensorRT engines on this Jetson and compare them with ONNX Runtime FP32."""
+"""`make verify-device`: provision this Jetson's engines, load them as the daemon does, and judge them against ONNX Runtime FP32."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import logging
 import sys
-import time
-from contextlib import closing
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Any, Mapping, Sequence
 
-import numpy as np
-
-from jetvox.device.evaluation.quality import log_mel_distance
-from jetvox.device.synthesis.feeds import acoustic_feeds
-from jetvox.engines.base import EngineError
-from jetvox.engines.onnxrt import OnnxRuntimeEngine
-from jetvox.provisioning.tensorrt.build import (
-    BuildError,
-    Profile,
-    ensure_engine,
-    profiles_for,
-)
-from jetvox.provisioning.tensorrt.platform import PlatformInfo, detect_platform
-
-if TYPE_CHECKING:
-    from jetvox.engines.tensorrt import CudaWorker
+from jetvox.device.config import Config
+from jetvox.device.config import load as load_config
+from jetvox.device.evaluation.sentences import EVAL_SENTENCES
+from jetvox.device.voice.loader import load_voice
+from jetvox.engines.errors import JetvoxError
+from jetvox.provisioning.pipeline import provision
+from jetvox.provisioning.tensorrt.compare import Limits, compare
 
 log = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_MISMATCH = 1
 EXIT_NO_TENSORRT = 2
-SENTENCE_PHONEMES = (24, 80, 160, 320)
-"""Phoneme counts of the synthetic sentences (clipped to the profile maximum)."""
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m jetvox.provisioning.tensorrt.verify_device",
-        description="Build TensorRT engines for the split models and compare them with ONNX Runtime FP32.",
+        description="Build the TensorRT engines `jetvox serve` will load, run them as it does, and compare "
+                    "every part with the ONNX Runtime FP32 reference.",
     )
-    p.add_argument("--acoustic", type=Path, required=True, help="acoustic ONNX model")
-    p.add_argument("--vocoder", type=Path, required=True, help="vocoder ONNX model (quantised for int8)")
-    p.add_argument("--out", type=Path, required=True, help="directory for the engines and timing cache")
-    p.add_argument("--precision", choices=("int8", "fp16", "fp32"), default="int8", help="vocoder precision")
-    p.add_argument(
-        "--acoustic-precision", choices=("int8", "fp16", "fp32"), default=None, help="default: --precision"
-    )
-    p.add_argument("--sentences", type=int, default=3, help="synthetic sentences to compare (1-4)")
-    p.add_argument("--sample-rate", type=int, default=22050)
-    p.add_argument("--max-phonemes", type=int, default=400)
-    p.add_argument("--opt-phonemes", type=int, default=80)
-    p.add_argument("--chunk-frames", type=int, default=32)
-    p.add_argument("--overlap-frames", type=int, default=16)
-    p.add_argument("--max-frames", type=int, default=1024, help="largest vocoder call, in latent frames")
-    p.add_argument("--workspace-mb", type=int, default=1024)
-    p.add_argument("--max-log-mel", type=float, default=None, help="fail above this log-mel distance")
+    p.add_argument("--config", type=Path, default=None, help="the device's config (default: built-in defaults)")
+    p.add_argument("--state-dir", type=Path, default=None)
+    p.add_argument("--voice", default=None, help="voice to verify (default: the configured one)")
+    p.add_argument("--sentences", type=int, default=len(EVAL_SENTENCES),
+                   help=f"how many of the {len(EVAL_SENTENCES)} built-in sentences to compare")
+    p.add_argument("--json", type=Path, default=None, help="also write the report here")
     return p.parse_args(argv)
-
-
-def _phoneme_ids(count: int, seed: int) -> list[int]:
-    """Piper-shaped ids: BOS 1, then phonemes (3..59, present in every Piper map) each followed by pad 0, EOS 2."""
-    rng = np.random.default_rng(seed)
-    ids = [1, 0]
-    for pid in rng.integers(3, 60, size=max(1, (count - 3) // 2)):
-        ids += [int(pid), 0]
-    return (ids + [2])[:count]
-
-
-def _compare(args: argparse.Namespace, engines: dict[str, Path], worker: CudaWorker) -> tuple[float, list[str]]:
-    """Run the synthetic sentences through both backends; (worst log-mel distance, failures)."""
-    from jetvox.engines.tensorrt import TensorRTEngine
-
-    worst_mel = 0.0
-    failures: list[str] = []
-    cpu = ["CPUExecutionProvider"]
-    with closing(OnnxRuntimeEngine(args.acoustic, providers=cpu)) as ort_ac, closing(
-        OnnxRuntimeEngine(args.vocoder, providers=cpu)
-    ) as ort_voc, closing(TensorRTEngine(engines["acoustic"], worker=worker)) as trt_ac, closing(
-        TensorRTEngine(engines["vocoder"], worker=worker)
-    ) as trt_voc:
-        for n, count in enumerate(SENTENCE_PHONEMES[: max(1, min(args.sentences, len(SENTENCE_PHONEMES)))]):
-            ids = _phoneme_ids(min(count, args.max_phonemes), seed=n)
-            feeds = acoustic_feeds(ids)  # no noise: deterministic
-            t0 = time.perf_counter()
-            z_ref = ort_ac.infer(feeds)["z"]
-            t1 = time.perf_counter()
-            z_trt = trt_ac.infer(feeds)["z"]
-            t2 = time.perf_counter()
-            if z_ref.shape == z_trt.shape:
-                z_err = f"max |dz| {float(np.max(np.abs(z_ref - z_trt))):.4g}"
-            else:
-                z_err = f"frames differ: ORT {z_ref.shape[2]}, TensorRT {z_trt.shape[2]}"
-            z = np.ascontiguousarray(z_ref[:, :, : args.max_frames])  # same latents into both vocoders
-            t3 = time.perf_counter()
-            audio_ref = ort_voc.infer({"z": z})["audio"][0]
-            t4 = time.perf_counter()
-            audio_trt = trt_voc.infer({"z": z})["audio"][0]
-            t5 = time.perf_counter()
-            audio_err = float(np.max(np.abs(audio_ref - audio_trt)))
-            mel = log_mel_distance(audio_ref, audio_trt, args.sample_rate)
-            worst_mel = max(worst_mel, mel)
-            print(
-                f"sentence {n + 1}: {len(ids)} phonemes, {z.shape[2]} frames | acoustic {z_err} "
-                f"(ORT {1e3 * (t1 - t0):.0f} ms, TensorRT {1e3 * (t2 - t1):.0f} ms) | "
-                f"vocoder max |da| {audio_err:.4g}, log-mel distance {mel:.4f} "
-                f"(ORT {1e3 * (t4 - t3):.0f} ms, TensorRT {1e3 * (t5 - t4):.0f} ms)"
-            )
-            if not np.all(np.isfinite(audio_trt)):
-                failures.append(f"sentence {n + 1}: TensorRT vocoder output is not finite")
-    return worst_mel, failures
 
 
 def _tensorrt_version() -> str | None:
@@ -126,38 +53,64 @@ def _tensorrt_version() -> str | None:
         print(
             f"verify-device: TensorRT is not usable here ({exc}).\n"
             "Run this on a Jetson with JetPack's TensorRT Python bindings (python3-libnvinfer) "
-            "and pycuda (pip install -e '.[jetson]').",
+            "and pycuda (make install, or pip install -e '.[jetson]').",
             file=sys.stderr,
         )
         return None
     return version
 
 
-def _build_engines(args: argparse.Namespace, info: PlatformInfo) -> dict[str, Path]:
-    """The acoustic and vocoder engines for the arguments' shapes and precisions (built, or found cached)."""
-    shapes = dict(
-        max_phonemes=args.max_phonemes,
-        opt_phonemes=args.opt_phonemes,
-        chunk_frames=args.chunk_frames,
-        max_frames=args.max_frames,
-        overlap_frames=args.overlap_frames,
-    )
-    return {
-        model: ensure_engine(
-            onnx,
-            args.out,
-            model=model,
-            precision=precision,
-            profile=Profile.from_ranges(model, profiles_for(model, **shapes)),
-            platform=info,
-            workspace_bytes=args.workspace_mb << 20,
-            progress=lambda line: print(f"  {line}", flush=True),
+def _engine_failures(report: Mapping[str, Any]) -> list[str]:
+    """What provisioning could not build (every planned engine must exist)."""
+    if not report.get("available"):
+        return [f"TensorRT is not available to provisioning: {report.get('reason', 'no reason given')}"]
+    out = [f"{role}: {info['error']}" for role, info in report.get("engines", {}).items() if "error" in info]
+    if not report.get("engines"):
+        out.append("provisioning planned no TensorRT engine")
+    return out
+
+
+def verify(cfg: Config, sentences: Sequence[str]) -> dict[str, Any]:
+    """Provision, load with TensorRT as the daemon does, compare with ONNX Runtime FP32; the report.
+
+    Args:
+        cfg: the device's configuration.
+        sentences: what to speak in the comparison.
+    """
+    say = lambda line: print(f"  {line}", flush=True)  # noqa: E731
+    result = provision(cfg, progress=say)
+    report: dict[str, Any] = {"voice": result.manifest.voice, "platform": result.manifest.tensorrt.get("platform"),
+                              "engines": result.manifest.tensorrt.get("engines", {})}
+    failures = _engine_failures(result.manifest.tensorrt)
+    if failures:
+        return {**report, "failures": failures, "passed": False}
+    # exactly what `jetvox serve` opens, except that a fallback to ONNX Runtime is an error here
+    forced = dataclasses.replace(cfg, engine=dataclasses.replace(cfg.engine, backend="tensorrt"))
+    cpu = dataclasses.replace(cfg, engine=dataclasses.replace(cfg.engine, backend="onnxruntime"))
+    device = load_voice(forced)
+    reference = load_voice(cpu, precision="fp32")
+    try:
+        report["backends"] = {"acoustic": device.acoustic.backend, "vocoder": device.vocoder.backend}
+        print(f"loaded as the daemon does: acoustic {device.acoustic.backend}, vocoder {device.vocoder.backend} "
+              f"({device.precision})", flush=True)
+        comparison = compare(reference, device, sentences, cfg.synthesis, Limits(), say)
+    finally:
+        device.close()
+        reference.close()
+    return {**report, **comparison.to_json()}
+
+
+def _print(report: dict[str, Any]) -> None:
+    f = report.get("figures")
+    if f:
+        print(
+            f"encoder: {f['changed_durations']:.2%} of {f['phonemes']} durations changed, frames {f['frame_change']:+.2%} | "
+            f"decoder log-mel {f['decoder_log_mel']:.4f} | vocoder log-mel {f['vocoder_log_mel']:.4f} "
+            f"(bound {f['log_mel_bound']:.4f}) | WER {f['wer_chain']:.3f} vs FP32 {f['wer_reference']:.3f}",
+            flush=True,
         )
-        for model, onnx, precision in (
-            ("acoustic", args.acoustic, args.acoustic_precision or args.precision),
-            ("vocoder", args.vocoder, args.precision),
-        )
-    }
+    for failure in report["failures"]:
+        print(f"verify-device: FAIL {failure}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -167,40 +120,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: command-line arguments (None: sys.argv[1:]).
     """
     args = _parse(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     version = _tensorrt_version()
     if version is None:
         return EXIT_NO_TENSORRT
-    from jetvox.engines.tensorrt import CudaWorker
-
-    info = detect_platform()
-    print(
-        f"device: {info.model or 'unknown'} | L4T {info.l4t_version} | JetPack {info.jetpack_version} | "
-        f"TensorRT {version} | GPU {info.gpu_name} sm_{info.sm_version} | "
-        f"fast int8 {info.fast_int8} fp16 {info.fast_fp16} | "
-        f"memory {(info.total_memory_bytes or 0) / 2**30:.1f} GiB"
-    )
     try:
-        engines = _build_engines(args, info)
-    except (BuildError, ValueError) as exc:
-        print(f"verify-device: engine build failed: {exc}", file=sys.stderr)
+        cfg = load_config(args.config, voice__name=args.voice, state_dir=str(args.state_dir) if args.state_dir else None)
+        report = verify(cfg, EVAL_SENTENCES[: max(1, args.sentences)])
+    except JetvoxError as exc:
+        print(f"verify-device: {exc}", file=sys.stderr)
         return EXIT_MISMATCH
-    worker = CudaWorker()
-    try:
-        worker.start()
-        worst_mel, failures = _compare(args, engines, worker)
-    except EngineError as exc:
-        print(f"verify-device: TensorRT could not run the engines: {exc}", file=sys.stderr)
+    _print(report)
+    if args.json is not None:
+        args.json.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+    if report["failures"]:
         return EXIT_MISMATCH
-    finally:
-        worker.shutdown()
-    if args.max_log_mel is not None and worst_mel > args.max_log_mel:
-        failures.append(f"worst log-mel distance {worst_mel:.4f} exceeds --max-log-mel {args.max_log_mel}")
-    for failure in failures:
-        print(f"verify-device: FAIL {failure}", file=sys.stderr)
-    if failures:
-        return EXIT_MISMATCH
-    print(f"verify-device: OK (worst log-mel distance {worst_mel:.4f})")
+    print(f"verify-device: OK, TensorRT {version}: every engine within its limits of ONNX Runtime FP32")
     return EXIT_OK
 
 
