@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 JETVOX := $(VENV)/bin/jetvox
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast provision bench bench-mqtt typecheck verify-device fp16-evidence install distill clean help
+.PHONY: setup demo test test-fast provision bench bench-mqtt typecheck verify-device fp16-evidence install distill distill-gan clean help
 
 help:
 	@echo "make demo   - set up, provision the default voice, speak a sample (demo.wav)"
@@ -57,7 +57,22 @@ distill: provision
 	  $(PY) -m jetvox.provisioning.distill.teacher_data --shard 1 --shards 2 && wait $$pid
 	$(PY) -m jetvox.provisioning.distill.train --what vocoder --steps 16400 --threads 1 --resume --extend-lr 3e-4
 	$(PY) -m jetvox.provisioning.distill.train --what acoustic --steps 15000 --batch 8 --threads 1 --resume --extend-lr 3e-4
+	$(MAKE) distill-gan GAN_FROM=$(STATE)/distill/runs/vocoder/ckpt.pt
 	$(PY) -m jetvox.provisioning.distill.ship
+
+# Stage 3 (issue 10): the vocoder trained on against multi-period and multi-resolution discriminators with
+# feature matching, from the stage-2 checkpoint. Runs of at most two hours (checkpointed): repeat
+# `make distill-gan` until it reports the target step; each run resumes where the last stopped.
+# The run lives in the repository (results/vocoder-gan: checkpoint with both optimisers and the
+# discriminators, loss log), so a session that ends mid-way is resumed by the next, wherever it runs.
+STATE ?= $(or $(JETVOX_STATE_DIR),$(HOME)/.local/share/jetvox)
+GAN_FROM ?= provisioning/distill/results/vocoder-ckpt.pt
+GAN_RUN ?= provisioning/distill/results/vocoder-gan
+GAN_STEPS ?= 40400
+distill-gan: setup
+	test -f $(GAN_RUN)/ckpt.pt || { mkdir -p $(GAN_RUN) && cp $(GAN_FROM) $(GAN_RUN)/ckpt.pt; }
+	$(PY) -m jetvox.provisioning.distill.train --what vocoder --out $(GAN_RUN) --steps $(GAN_STEPS) --threads 1 \
+	  --resume --extend-lr 2e-4 --adversarial --max-minutes 120
 
 # On a device, as root: code and venv in /opt/jetvox, config in /etc/jetvox, systemd units enabled.
 install:
@@ -72,7 +87,7 @@ test-fast: setup
 bench: provision
 	# the default voice (the distilled joe-fast) runs beside its teacher and piper-tts
 	$(JETVOX) provision --voice en_US-joe-medium
-	$(JETVOX) bench --wer
+	$(JETVOX) bench --wer --quality
 
 # MQTT publish to first PCM chunk through a private mosquitto and an in-process daemon (a dev tool).
 bench-mqtt: provision
@@ -91,7 +106,7 @@ APPLIANCE_ARGS := --config /etc/jetvox/jetvox.yaml --state-dir /var/lib/jetvox
 verify-device:
 	@test -x $(APPLIANCE)/python || { echo "verify-device: run 'sudo make install' first"; exit 2; }
 	runuser -u jetvox -- $(APPLIANCE)/python -m jetvox.provisioning.tensorrt.verify_device $(APPLIANCE_ARGS)
-	runuser -u jetvox -- $(APPLIANCE)/jetvox bench --wer $(APPLIANCE_ARGS)
+	runuser -u jetvox -- $(APPLIANCE)/jetvox bench --wer --quality $(APPLIANCE_ARGS)
 
 # FP16 evidence on any CPU: every model a TensorRT build consumes, run with FP16-rounded tensors, against FP32.
 fp16-evidence: provision

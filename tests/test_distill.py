@@ -286,3 +286,45 @@ def test_parked_students_have_the_teacher_interface_and_stream_seamlessly() -> N
     vocoder = ort.InferenceSession(str(RESULTS / "vocoder.onnx"), providers=["CPUExecutionProvider"])
     full = vocoder.run(["audio"], {"z": z})[0][0]
     np.testing.assert_allclose(_chunked(vocoder, z, 8, 24), full, atol=1e-4)
+
+
+# --- gate -------------------------------------------------------------------------------------------
+
+
+def test_student_gate_requires_naturalness_within_010_of_the_teacher() -> None:
+    """Issue 10: a student as intelligible as its teacher but duller (P.808 0.45 lower) must not ship."""
+    from jetvox.provisioning.distill.gate import P808_MARGIN, _failures
+
+    wer = {"teacher": 0.23, "teacher0": 0.22, "student": 0.22}
+    costs = {"vocoder_saving": {"macs": 7.5, "time": 9.0}, "acoustic_saving": {"macs": 14.0, "time": 13.0}}
+
+    def nat(student: float) -> dict[str, dict[str, float]]:
+        return {"teacher_draw0": {"p808": 4.01}, "teacher0": {"p808": 3.98}, "student": {"p808": student},
+                "student_vocoder": {"p808": student}}
+
+    assert _failures(wer, costs, nat(4.01 - P808_MARGIN)) == []
+    reasons = _failures(wer, costs, nat(3.61))
+    assert reasons == ["student P.808 3.610 below the teacher's 4.010 - 0.1"]
+
+
+def test_a_tiny_adversarial_run_trains_both_sides_and_resumes(tiny_runs: dict[str, Path], tmp_path: Path) -> None:
+    """Issue 10: from a spectral-loss checkpoint, a few steps against the discriminators (reproducible, resumable)."""
+    import shutil
+
+    from jetvox.provisioning.distill.adversarial import GanConfig
+
+    run = tmp_path / "gan"
+    shutil.copytree(tiny_runs["vocoder"], run)
+    small = asdict(GanConfig(periods=(2, 3), period_channels=(4, 8), resolutions=((256, 64),), resolution_channels=4))
+    before = torch.load(run / "ckpt.pt", weights_only=False)["step"]
+    cfg = TrainConfig(what="vocoder", steps=before + 2, adversarial=True, gan=small)
+    summary = train(cfg, tiny_runs["vocoder"].parent / "cache", run, resume=True, extend_lr=1e-4)
+    state = torch.load(run / "ckpt.pt", weights_only=False)
+    assert summary["steps"] == before + 2 and state["config"]["adversarial"] and "disc" in state and "opt_d" in state
+    last = json.loads((run / "losses.jsonl").read_text().splitlines()[-1])
+    assert {"adv", "fm", "disc", "recon", "mel"} <= set(last) and all(np.isfinite(last[k]) for k in ("adv", "fm", "disc"))
+    disc_before = {k: v.clone() for k, v in state["disc"].items()}
+    again = train(TrainConfig(what="vocoder", steps=before + 4), tiny_runs["vocoder"].parent / "cache", run, resume=True)
+    state = torch.load(run / "ckpt.pt", weights_only=False)
+    assert again["steps"] == before + 4 and state["config"]["gan"] == small  # resumed adversarial, same discriminators
+    assert any(not torch.equal(disc_before[k], state["disc"][k]) for k in disc_before)  # and they kept learning

@@ -83,3 +83,4 @@ def test_fp16_simulation_of_the_default_voice_is_within_the_limits() -> None:
     assert f["finite"] and f["changed_durations"] <= 0.05 and f["frame_change"] <= 0.01
     assert 0 < f["vocoder_log_mel"] <= f["log_mel_bound"] and f["decoder_log_mel"] <= f["log_mel_bound"]
     assert f["wer_chain"] <= f["wer_reference"] + 0.02
+    assert f["naturalness_chain"]["p808"] >= f["naturalness_reference"]["p808"] - 0.05

@@ -23,8 +23,10 @@ from tests.voicefix import TEACHER
 # --------------------------------------------------------------------------- the gate, with numbers
 
 
-def _fig(wer_fp32: float, wer_int8: float, log_mel: float | None = 0.3, log_mel_max: float = 0.6) -> GateFigures:
-    return GateFigures(wer_fp32=wer_fp32, wer_int8=wer_int8, log_mel=log_mel, log_mel_max=log_mel_max)
+def _fig(wer_fp32: float, wer_int8: float, log_mel: float | None = 0.3, log_mel_max: float = 0.6,
+         p808: tuple[float | None, float | None] = (3.9, 3.88)) -> GateFigures:
+    return GateFigures(wer_fp32=wer_fp32, wer_int8=wer_int8, log_mel=log_mel, log_mel_max=log_mel_max,
+                       p808_fp32=p808[0], p808_int8=p808[1])
 
 
 def test_gate_passes_within_both_bounds() -> None:
@@ -46,6 +48,15 @@ def test_gate_fails_when_wer_rises_more_than_002() -> None:
 def test_gate_fails_on_log_mel_distance() -> None:
     v = judge(_fig(0.20, 0.20, log_mel=0.61, log_mel_max=0.6))
     assert not v.passed and "log-mel distance too large" in v.reason
+
+
+def test_gate_fails_when_naturalness_falls_more_than_005() -> None:
+    """Issue 10: WER cannot hear a duller vocoder; DNSMOS P.808 may fall by at most 0.05."""
+    assert judge(_fig(0.20, 0.20, p808=(3.90, 3.85))).passed  # exactly the limit
+    v = judge(_fig(0.20, 0.20, p808=(3.90, 3.84)))
+    assert not v.passed and "P.808 fell too much" in v.reason and "3.900 -> 3.840" in v.reason
+    v = judge(_fig(0.20, 0.20, p808=(3.90, None)))
+    assert not v.passed and "no P.808" in v.reason
 
 
 def test_gate_fails_when_the_log_mel_distance_could_not_be_measured() -> None:

@@ -84,7 +84,7 @@ def test_bench_runs_student_teacher_and_piper_tts_side_by_side(
         shutil.copytree(mf.voice_dir(provisioned_state_dir(), name), mf.voice_dir(tmp_path, name))
     int8 = "vocoder_int8" in mf.read_manifest(mf.voice_dir(tmp_path, "joe-fast")).models
     capsys.readouterr()
-    assert main(["bench", "--json", "--wer", "--limit", "3", "--state-dir", str(tmp_path)]) == 0
+    assert main(["bench", "--json", "--wer", "--quality", "--limit", "3", "--state-dir", str(tmp_path)]) == 0
     report = json.loads(capsys.readouterr().out)
     systems = report["systems"]
     # the default voice (joe-fast) as jetvox, its teacher beside it, piper-tts on the teacher
@@ -92,6 +92,8 @@ def test_bench_runs_student_teacher_and_piper_tts_side_by_side(
     for name, res in systems.items():
         assert len(res["rows"]) == 3 and 0 <= res["wer"] < 0.6, name
         assert res["median_first_audio_ms"] > 0 and 0 < res["median_rtf"] < 1, name
+        assert 2.0 < res["p808"] < 5.0 and 1.0 < res["ovrl"] < 5.0, name  # --quality: DNSMOS per system
+        assert all(r["p808"] is not None for r in res["rows"]), name
     for ours, theirs in zip(systems["jetvox-fp32"]["rows"], systems[TEACHER]["rows"]):
         # the student's duration predictor learnt the teacher's: sentence lengths agree closely
         assert abs(ours["audio_s"] - theirs["audio_s"]) < 0.25 * theirs["audio_s"]

@@ -55,6 +55,7 @@ def test_verify_device_passes_engines_that_match_and_fails_ones_that_do_not(
     assert not report["passed"]
     text = "\n".join(report["failures"])
     assert "encoder: " in text and "vocoder: log-mel distance" in text and "word error rate" in text
+    assert "naturalness: DNSMOS P.808" in text
     assert report["figures"]["decoder_log_mel"] > 100 * f["decoder_log_mel"]
 
     argv = ["--state-dir", str(tmp_path), "--voice", "joe-fast", "--sentences", "1", "--json", str(tmp_path / "r.json")]

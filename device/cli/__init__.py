@@ -59,6 +59,7 @@ def _bench(args: argparse.Namespace) -> int:
     opts = BenchOptions(
         json=args.json,
         wer=args.wer,
+        quality=args.quality,
         repeat=args.repeat,
         limit=args.limit,
         systems=tuple(args.systems.split(",")) if args.systems else (),
@@ -90,6 +91,8 @@ def _add_device_commands(sub: argparse._SubParsersAction) -> None:
     add_config_options(sp)
     sp.add_argument("--json", action="store_true", help="machine-readable output")
     sp.add_argument("--wer", action="store_true", help="also transcribe with pocketsphinx and report WER")
+    sp.add_argument("--quality", action="store_true",
+                    help="also score naturalness: DNSMOS P.808 and OVRL (speechmos, equal loudness, 16 kHz)")
     sp.add_argument("--repeat", type=int, default=1, help="runs per sentence (the median is kept)")
     sp.add_argument("--limit", type=int, help="only the first N sentences")
     sp.add_argument("--systems", help="comma-separated systems to run (default: all available)")

@@ -13,6 +13,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from jetvox.device.config import Config
+from jetvox.device.evaluation.naturalness import naturalness
 from jetvox.device.evaluation.quality import transcribe, word_error_rate
 from jetvox.device.evaluation.sentences import EVAL_SENTENCES
 from jetvox.device.synthesis.synthesizer import synthesizer_for
@@ -45,6 +46,8 @@ class BenchOptions:
     """Print JSON instead of a table."""
     wer: bool = False
     """Transcribe every output with pocketsphinx and report the pooled word error rate."""
+    quality: bool = False
+    """Score every output's naturalness (DNSMOS P.808 and OVRL, equal loudness) and report the means."""
     repeat: int = 1
     """Runs per sentence and system; the median is kept."""
     limit: int | None = None
@@ -65,6 +68,10 @@ class Row:
     """Seconds of audio produced."""
     transcript: str = ""
     """pocketsphinx transcript (with --wer)."""
+    p808: float | None = None
+    """DNSMOS P.808 (with --quality)."""
+    ovrl: float | None = None
+    """DNSMOS OVRL (with --quality)."""
 
 
 @dataclass
@@ -77,6 +84,10 @@ class SystemResult:
     """Per sentence, in order."""
     wer: float | None = None
     """Pooled word error rate (with --wer)."""
+    p808: float | None = None
+    """Mean DNSMOS P.808 over the sentences (with --quality)."""
+    ovrl: float | None = None
+    """Mean DNSMOS OVRL (with --quality)."""
 
     def median(self, attr: str) -> float:
         return float(statistics.median(getattr(r, attr) for r in self.rows))
@@ -188,12 +199,19 @@ def run_bench(cfg: Config, opts: BenchOptions) -> int:
                 row, audio = rows[len(rows) // 2]
                 if opts.wer:
                     row.transcript = transcribe(audio, sr)
+                if opts.quality:
+                    score = naturalness(audio, sr)
+                    row.p808, row.ovrl = score.p808, score.ovrl
                 results[name].rows.append(row)
         print(file=sys.stderr)
         if opts.wer:
             refs = [normalize(s) for s in sentences]
             for res in results.values():
                 res.wer = word_error_rate(refs, [r.transcript for r in res.rows])
+        if opts.quality:
+            for res in results.values():
+                res.p808 = statistics.fmean(r.p808 for r in res.rows if r.p808 is not None)
+                res.ovrl = statistics.fmean(r.ovrl for r in res.rows if r.ovrl is not None)
     finally:
         closer.close()
     if opts.json:
@@ -210,6 +228,8 @@ def _as_json(results: dict[str, SystemResult], sentences: list[str]) -> dict:
             "median_first_audio_ms": res.median("first_audio_ms"),
             "median_rtf": res.median("rtf"),
             "wer": res.wer,
+            "p808": res.p808,
+            "ovrl": res.ovrl,
             "rows": [asdict(r) for r in res.rows],
         }
     return out
@@ -225,11 +245,11 @@ def _print_table(results: dict[str, SystemResult], sentences: list[str]) -> None
         )
         print(f"{i + 1:>2} {results[names[0]].rows[i].audio_s:>7.2f} {cells}")
     print()
-    print(f"{'system':<14} {'median first audio ms':>22} {'median RTF':>11} {'WER':>6}")
+    print(f"{'system':<14} {'median first audio ms':>22} {'median RTF':>11} {'WER':>6} {'P.808':>6} {'OVRL':>6}")
     for n in names:
         res = results[n]
-        wer = f"{res.wer:.3f}" if res.wer is not None else "-"
-        print(f"{n:<14} {res.median('first_audio_ms'):>22.1f} {res.median('rtf'):>11.3f} {wer:>6}")
+        wer, p808, ovrl = (f"{v:.3f}" if v is not None else "-" for v in (res.wer, res.p808, res.ovrl))
+        print(f"{n:<14} {res.median('first_audio_ms'):>22.1f} {res.median('rtf'):>11.3f} {wer:>6} {p808:>6} {ovrl:>6}")
     if "piper-tts" in results:
         base = results["piper-tts"]
         for n in names:

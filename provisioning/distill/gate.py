@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from jetvox.device.config import default_state_dir
+from jetvox.device.evaluation.naturalness import mean_naturalness
 from jetvox.device.evaluation.quality import (
     log_mel_distance,
     transcribe,
@@ -32,6 +33,10 @@ log = logging.getLogger(__name__)
 SAMPLE_RATE = 22050
 HOP = 256
 WER_MARGIN = 0.03
+P808_MARGIN = 0.10
+"""The student pair's mean DNSMOS P.808 may be at most this much below the teacher's (issue 10)."""
+NATURALNESS_SYSTEMS = ("teacher_draw0", "teacher0", "student", "student_vocoder")
+"""Whose naturalness the gate scores (one teacher draw: DNSMOS moves little between draws)."""
 MIN_VOCODER_SAVING = 5.0
 MIN_ACOUSTIC_SAVING = 2.0
 DEFAULT_SCALES = (0.667, 1.0, 0.8)
@@ -63,13 +68,16 @@ class GateResult:
     costs: dict[str, Any]
     """MACs and ONNX Runtime CPU milliseconds per second of audio, teacher and student, per model."""
     passed: bool
-    """Student WER within WER_MARGIN of the teacher (the stricter of its two settings) and the cost targets met."""
+    """Student WER within WER_MARGIN and P.808 within P808_MARGIN of the teacher (the stricter of its two
+    settings each) and the cost targets met."""
     reasons: list[str]
     """Why it failed (empty when passed)."""
     sentences: int
     """Evaluation sentences."""
     wer_first_set: dict[str, float]
     """The same WERs over EVAL_SENTENCES alone (the first 26; the INT8 gate's and the benchmark's set)."""
+    naturalness: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Mean DNSMOS P.808 and OVRL per system of NATURALNESS_SYSTEMS (``teacher_draw0`` is the sampled teacher)."""
 
 
 class Pair:
@@ -148,12 +156,15 @@ def _sentence_clips(
     return clips
 
 
-def _failures(wer: dict[str, float], costs: dict[str, Any]) -> list[str]:
+def _failures(wer: dict[str, float], costs: dict[str, Any], nat: dict[str, dict[str, float]]) -> list[str]:
     """Why the students fail the gate (empty when they pass)."""
     reasons = []
     bar = min(wer["teacher"], wer["teacher0"]) + WER_MARGIN
     if wer["student"] > bar:
         reasons.append(f"student WER {wer['student']:.3f} above the teacher's {bar - WER_MARGIN:.3f} + {WER_MARGIN}")
+    teacher = max(nat["teacher_draw0"]["p808"], nat["teacher0"]["p808"])  # the stricter, as for WER
+    if nat["student"]["p808"] < teacher - P808_MARGIN:
+        reasons.append(f"student P.808 {nat['student']['p808']:.3f} below the teacher's {teacher:.3f} - {P808_MARGIN}")
     for role, need in (("vocoder", MIN_VOCODER_SAVING), ("acoustic", MIN_ACOUSTIC_SAVING)):
         for kind, factor in costs[f"{role}_saving"].items():
             if factor < need:
@@ -183,11 +194,14 @@ def run_gate(teacher: Path, student: Path, phoneme_id_map: dict, espeak_voice: s
     hyps: dict[str, list[str]] = {k: [] for k in (*draws, "teacher0", "student", "student_vocoder")}
     mel_voc: list[float] = []
     mel_pair: list[float] = []
+    audio: dict[str, list[np.ndarray]] = {k: [] for k in NATURALNESS_SYSTEMS}
     for text in tqdm(sentences, desc="quality gate", mininterval=5):
         refs.append(normalize(text))
         clips = _sentence_clips(text, phon, tp, sp, dict(zip(draws, seeded)), mel_voc, mel_pair)
         for k, pieces in clips.items():
             hyps[k].append(transcribe(_peak(_join(pieces)), SAMPLE_RATE))
+            if k in audio:
+                audio[k].append(_join(pieces))
         log.info("ref %r | teacher %r | student %r", refs[-1], hyps[draws[0]][-1], hyps["student"][-1])
 
     def pooled(n: int) -> dict[str, float]:
@@ -199,13 +213,15 @@ def run_gate(teacher: Path, student: Path, phoneme_id_map: dict, espeak_voice: s
     first = len(EVAL_SENTENCES) if tuple(sentences[: len(EVAL_SENTENCES)]) == EVAL_SENTENCES else 0
     wer_first = {k: round(v, 4) for k, v in pooled(first).items() if not k.startswith("teacher_draw")} if first else {}
     costs = measure_costs(teacher, student, phon.sentence_ids(COST_SENTENCE))
-    reasons = _failures(wer, costs)
+    nat = {k: mean_naturalness(clips, SAMPLE_RATE).to_json() for k, clips in audio.items()}
+    reasons = _failures(wer, costs, nat)
     return GateResult(
         wer_teacher=round(wer["teacher"], 4), wer_teacher_draws=[round(wer[d], 4) for d in draws],
         wer_teacher_noise0=round(wer["teacher0"], 4),
         wer_student=round(wer["student"], 4), wer_student_vocoder=round(wer["student_vocoder"], 4),
         log_mel_vocoder=round(float(np.mean(mel_voc)), 4), log_mel_pair=round(float(np.mean(mel_pair)), 4),
         costs=costs, passed=not reasons, reasons=reasons, sentences=len(sentences), wer_first_set=wer_first,
+        naturalness=nat,
     )
 
 

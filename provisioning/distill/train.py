@@ -11,13 +11,14 @@ import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from jetvox.device.config import default_state_dir
 from jetvox.provisioning.distill import teacher_data
+from jetvox.provisioning.distill.adversarial import AdversarialStep, GanConfig, gan_config
 from jetvox.provisioning.distill.losses import VocoderLoss, masked_l1, masked_mse
 from jetvox.provisioning.distill.models import (
     HOP,
@@ -63,6 +64,10 @@ class TrainConfig:
     """Acoustic: not used; vocoder: the cache alternates noise-0 and default-noise latents (about half each)."""
     model: dict[str, Any] = field(default_factory=dict)
     """The student's size (a VocoderConfig or AcousticConfig as a dict)."""
+    adversarial: bool = False
+    """Vocoder: also train against discriminators with feature matching (``adversarial.py``)."""
+    gan: dict[str, Any] = field(default_factory=dict)
+    """The discriminators' size and the loss weights (a GanConfig as a dict) of an adversarial run."""
     phases: list[dict[str, float]] = field(default_factory=list)
     """Learning-rate phases ``{"until": step, "lr": peak}``; each warms up and cosine-decays on its own span.
     Empty means one phase (``steps``, ``lr``). An extended run (``--resume`` with more steps and a new ``--lr``)
@@ -175,7 +180,10 @@ def _restore(cfg: TrainConfig, ckpt_path: Path, resume: bool, extend_lr: float |
     if not (resume and ckpt_path.exists()):
         return cfg, None
     state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    cfg = TrainConfig(**{**extend(state["config"], cfg.steps, extend_lr), "threads": cfg.threads})
+    resumed = {**extend(state["config"], cfg.steps, extend_lr), "threads": cfg.threads}
+    if cfg.adversarial and not resumed.get("adversarial"):  # turning a spectral-loss run adversarial from here
+        resumed.update(adversarial=True, gan=cfg.gan or asdict(GanConfig()))
+    cfg = TrainConfig(**resumed)
     log.info("resuming %s from step %d", cfg.what, state["step"])
     return cfg, state
 
@@ -209,8 +217,11 @@ def _dataset(cfg: TrainConfig, paths: list[Path], rng: np.random.Generator) -> V
     return VocoderData(items, cfg, rng) if cfg.what == "vocoder" else AcousticData(items, cfg, rng)
 
 
+LossFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict[str, float]]]
+
+
 def _student_loss(
-    model: torch.nn.Module, data: VocoderData | AcousticData, cfg: TrainConfig, loss_fn: VocoderLoss
+    model: torch.nn.Module, data: VocoderData | AcousticData, cfg: TrainConfig, loss_fn: LossFn
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """One batch's loss and its named parts."""
     if isinstance(data, VocoderData):
@@ -278,7 +289,8 @@ def train(cfg: TrainConfig, cache: Path, out: Path, resume: bool = False, max_mi
 
     paths = teacher_data.cached_paths(cache)[:limit_items]
     data = _dataset(cfg, paths, rng)
-    loss_fn = VocoderLoss()
+    adversarial = AdversarialStep(gan_config(cfg.gan), state) if cfg.adversarial else None
+    loss_fn: LossFn = adversarial or VocoderLoss()
     log.info("%s: %.2fM parameters, %d utterances, steps %d..%d", cfg.what,
              sum(p.numel() for p in model.parameters()) / 1e6, len(paths), step, cfg.steps)
     hardware = f"{platform.processor() or platform.machine()}, {cfg.threads} torch thread(s)"
@@ -305,8 +317,7 @@ def train(cfg: TrainConfig, cache: Path, out: Path, resume: bool = False, max_mi
             _save(ckpt_path, {
                 "config": asdict(cfg), "model": model.state_dict(), "opt": opt.state_dict(), "step": step,
                 "seconds": seconds, "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                "utterances": len(paths), "hardware": hardware,
-            })
+                "utterances": len(paths), "hardware": hardware, **(adversarial.state() if adversarial else {})})
         if over:
             log.info("time budget of %.1f min reached at step %d; checkpoint saved", max_minutes, step)
             break
@@ -331,12 +342,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--extend-lr", type=float, default=None,
                     help="with --resume past the saved target: peak learning rate of a new cosine phase")
     ap.add_argument("--max-minutes", type=float, default=None, help="stop early (checkpointed) after this wall time")
+    ap.add_argument("--adversarial", action="store_true",
+                    help="vocoder: train against multi-period and multi-resolution discriminators from here on")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     cache = args.cache or teacher_data.cache_dir(default_state_dir())
     out = args.out or runs_dir(default_state_dir()) / args.what
+    if args.adversarial and args.what != "vocoder":
+        ap.error("--adversarial trains the vocoder only")
     cfg = TrainConfig(what=args.what, steps=args.steps, seed=args.seed, batch=args.batch, lr=args.lr,
-                      threads=args.threads, ckpt_every=args.ckpt_every)
+                      threads=args.threads, ckpt_every=args.ckpt_every, adversarial=args.adversarial)
     summary = train(cfg, cache, out, args.resume, args.max_minutes, extend_lr=args.extend_lr)
     (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     log.info("done: %s", summary)

@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from jetvox.device.config import Config
+from jetvox.device.evaluation.naturalness import mean_naturalness
 from jetvox.device.evaluation.quality import (
     log_mel_distance,
     transcribe,
@@ -38,12 +39,15 @@ from jetvox.provisioning.tensorrt.platform import detect_platform
 
 log = logging.getLogger(__name__)
 
-INT8_VERSION = 1
+INT8_VERSION = 2
+"""2: the gate also requires naturalness (DNSMOS P.808) to fall by at most MAX_P808_DROP."""
 CALIBRATION_FILE = "calibration.npz"
 VOCODER_INT8 = "vocoder.int8.onnx"
 ACOUSTIC_INT8 = "acoustic.int8.onnx"
 MAX_WER_RISE = 0.02
 """The issue's bound: the pooled WER on EVAL_SENTENCES may rise by at most this much."""
+MAX_P808_DROP = 0.05
+"""Naturalness: the mean DNSMOS P.808 on EVAL_SENTENCES may fall by at most this much (WER cannot hear it)."""
 NOISE_SNR_DB = 40.0
 """Log-mel bound: no more spectral change than white noise this far below the speech adds."""
 MIN_ACOUSTIC_SPEEDUP = 1.2
@@ -130,6 +134,10 @@ class GateFigures:
     """Mean log-mel distance to the FP32 audio (None: could not be measured, which fails)."""
     log_mel_max: float
     """The largest log-mel distance allowed."""
+    p808_fp32: float | None = None
+    """Mean DNSMOS P.808 of the FP32 model's audio (None: not measured, which fails)."""
+    p808_int8: float | None = None
+    """Mean DNSMOS P.808 of the quantised model's audio."""
 
 
 @dataclass(frozen=True)
@@ -142,12 +150,14 @@ class Verdict:
     """Why, with the figures."""
 
 
-def judge(fig: GateFigures, max_wer_rise: float = MAX_WER_RISE) -> Verdict:
-    """Pass when the WER rises by at most ``max_wer_rise`` and the log-mel distance is measured and within its bound.
+def judge(fig: GateFigures, max_wer_rise: float = MAX_WER_RISE, max_p808_drop: float = MAX_P808_DROP) -> Verdict:
+    """Pass when the WER rises by at most ``max_wer_rise``, the log-mel distance is measured and within its bound,
+    and the mean P.808 is measured and falls by at most ``max_p808_drop``.
 
     Args:
         fig: the measured figures.
         max_wer_rise: the largest allowed rise of the pooled WER.
+        max_p808_drop: the largest allowed fall of the mean DNSMOS P.808.
     """
     rise = fig.wer_int8 - fig.wer_fp32
     wer_ok = rise <= max_wer_rise + 1e-9
@@ -160,8 +170,16 @@ def judge(fig: GateFigures, max_wer_rise: float = MAX_WER_RISE) -> Verdict:
     )
     mel_problem = "log-mel distance too large" if fig.log_mel is not None else "no log-mel distance"
     problems = ([] if wer_ok else ["WER rose too much"]) + ([] if mel_ok else [mel_problem])
+    if fig.p808_fp32 is None or fig.p808_int8 is None:
+        p808_txt = "P.808 not measured"
+        problems.append("no P.808")
+    else:
+        drop = fig.p808_fp32 - fig.p808_int8
+        p808_txt = f"P.808 {fig.p808_fp32:.3f} -> {fig.p808_int8:.3f} ({-drop:+.3f}, limit -{max_p808_drop:.3f})"
+        if drop > max_p808_drop + 1e-9:
+            problems.append("P.808 fell too much")
     verdict = "passed" if not problems else "failed: " + " and ".join(problems)
-    return Verdict(passed=not problems, reason=f"{verdict}; {wer_txt}; {mel_txt}")
+    return Verdict(passed=not problems, reason=f"{verdict}; {wer_txt}; {mel_txt}; {p808_txt}")
 
 
 def choose(attempts: Sequence[tuple[str, Verdict]]) -> tuple[str, int | None, str]:
@@ -482,6 +500,7 @@ def _gate_vocoder(
     s, say = ctx.settings, ctx.say
     ref_audio = render(ort_session(ctx.model("vocoder")), ev.z, ctx.chunking, ctx.gain)
     wer_fp32 = word_error_rate(ev.refs, transcripts(ref_audio, ctx.sample_rate, say, "fp32"))
+    p808_fp32 = mean_naturalness(ref_audio, ctx.sample_rate).p808
     bound = noise_equivalent_distance(ref_audio, s.noise_snr_db, ctx.sample_rate)
     attempts: list[tuple[str, Verdict]] = []
     figures: list[dict[str, Any]] = []
@@ -495,6 +514,8 @@ def _gate_vocoder(
             wer_int8=word_error_rate(ev.refs, transcripts(audio, ctx.sample_rate, say, f"{k} FP32 layers")),
             log_mel=mean_log_mel(ref_audio, audio, ctx.sample_rate),
             log_mel_max=bound,
+            p808_fp32=p808_fp32,
+            p808_int8=mean_naturalness(audio, ctx.sample_rate).p808,
         )
         verdict = judge(fig, s.max_wer_rise)
         attempts.append((f"INT8 with {k} FP32 layer(s):", verdict))
@@ -606,6 +627,8 @@ class _AcousticGate:
     """Log-mel bound."""
     wer_fp32: float | None = None
     """Pooled WER of the FP32 audio, measured when first needed."""
+    p808_fp32: float | None = None
+    """Mean DNSMOS P.808 of the FP32 audio, measured when first needed."""
 
 
 def _acoustic_verdict(ctx: _Context, gate: _AcousticGate, candidate: Path, part: str, record: dict[str, Any]) -> Verdict:
@@ -624,14 +647,17 @@ def _acoustic_verdict(ctx: _Context, gate: _AcousticGate, candidate: Path, part:
             f"failed: durations changed in {len(gate.ref_pieces) - len(same)} of {len(gate.ref_pieces)} pieces, "
             "so the log-mel distance cannot be measured",
         )
-    if gate.wer_fp32 is None:
+    if gate.wer_fp32 is None or gate.p808_fp32 is None:
         gate.wer_fp32 = word_error_rate(ev.refs, transcripts(gate.ref_audio, ctx.sample_rate, ctx.say, "acoustic fp32"))
+        gate.p808_fp32 = mean_naturalness(gate.ref_audio, ctx.sample_rate).p808
     audio = _join(pieces8, [len(sent) for sent in ev.z])
     fig = GateFigures(
         wer_fp32=gate.wer_fp32,
         wer_int8=word_error_rate(ev.refs, transcripts(audio, ctx.sample_rate, ctx.say, f"acoustic {part}")),
         log_mel=mean_log_mel([a for a, _ in same], [b for _, b in same], ctx.sample_rate),
         log_mel_max=gate.bound,
+        p808_fp32=gate.p808_fp32,
+        p808_int8=mean_naturalness(audio, ctx.sample_rate).p808,
     )
     record.update(dataclasses.asdict(fig))
     return judge(fig, ctx.settings.max_wer_rise)

@@ -9,6 +9,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from jetvox.device.config import SynthesisConfig
+from jetvox.device.evaluation.naturalness import mean_naturalness
 from jetvox.device.evaluation.quality import log_mel_distance, transcribe, word_error_rate
 from jetvox.device.synthesis.feeds import acoustic_feeds
 from jetvox.device.synthesis.synthesizer import Synthesizer
@@ -32,6 +33,8 @@ class Limits:
     """Fraction of phonemes whose predicted frame count may differ (a rounded duration can flip by one)."""
     max_frame_change: float = 0.01
     """Relative change of the total frame count."""
+    max_p808_drop: float = 0.05
+    """Mean DNSMOS P.808 of the whole chain below the reference's (the INT8 gate's bound for naturalness)."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,7 @@ class _Tally:
         self.ref_synth, self.cand_synth = Synthesizer(reference, synthesis), Synthesizer(candidate, synthesis)
         self.ref_st, self.cand_st = _stages(reference), _stages(candidate)
         self.phonemes = self.changed = self.frames_ref = self.frames_cand = 0
-        self.audio: dict[str, list[np.ndarray]] = {"ref": [], "dec": [], "voc": []}
+        self.audio: dict[str, list[np.ndarray]] = {"ref": [], "dec": [], "voc": [], "chain": []}
         self.refs: list[str] = []
         self.hyps: dict[str, list[str]] = {"ref": [], "chain": []}
 
@@ -113,6 +116,8 @@ class _Tally:
             "vocoder_max_abs": max(float(np.max(np.abs(a - b))) for a, b in zip(ref, voc)),
             "wer_reference": word_error_rate(self.refs, self.hyps["ref"]),
             "wer_chain": word_error_rate(self.refs, self.hyps["chain"]),
+            "naturalness_reference": mean_naturalness(ref, sr).to_json(),
+            "naturalness_chain": mean_naturalness(self.audio["chain"], sr).to_json(),
             "finite": bool(all(np.all(np.isfinite(a)) for a in dec + voc)),
             "limits": asdict(limits),
         }
@@ -134,7 +139,8 @@ def compare(
 
     The encoder is judged by its durations; the decoder by the audio the reference vocoder makes of its
     latents, given the reference's regulated frames (so a flipped duration does not misalign the rest);
-    the vocoder by its audio of the reference's latents; the whole chain by its word error rate.
+    the vocoder by its audio of the reference's latents; the whole chain by its word error rate and its
+    naturalness (DNSMOS P.808).
 
     Args:
         reference: the FP32 ONNX Runtime voice.
@@ -177,6 +183,10 @@ def _failures(f: dict[str, Any], limits: Limits) -> list[str]:
         if not f[f"{part}_log_mel"] <= f["log_mel_bound"]:
             out.append(f"{part}: log-mel distance {f[f'{part}_log_mel']:.4f} exceeds {f['log_mel_bound']:.4f} "
                        f"(white noise {limits.noise_snr_db:.0f} dB below the speech)")
+    p808_ref, p808 = f["naturalness_reference"]["p808"], f["naturalness_chain"]["p808"]
+    if p808 < p808_ref - limits.max_p808_drop:
+        out.append(f"naturalness: DNSMOS P.808 {p808:.3f} against the reference's {p808_ref:.3f} "
+                   f"(may fall by {limits.max_p808_drop})")
     if f["wer_chain"] > f["wer_reference"] + limits.max_wer_rise:
         out.append(f"word error rate {f['wer_chain']:.3f} against the reference's {f['wer_reference']:.3f} "
                    f"(may rise by {limits.max_wer_rise})")

@@ -106,7 +106,8 @@ def _print(report: dict[str, Any]) -> None:
         print(
             f"encoder: {f['changed_durations']:.2%} of {f['phonemes']} durations changed, frames {f['frame_change']:+.2%} | "
             f"decoder log-mel {f['decoder_log_mel']:.4f} | vocoder log-mel {f['vocoder_log_mel']:.4f} "
-            f"(bound {f['log_mel_bound']:.4f}) | WER {f['wer_chain']:.3f} vs FP32 {f['wer_reference']:.3f}",
+            f"(bound {f['log_mel_bound']:.4f}) | WER {f['wer_chain']:.3f} vs FP32 {f['wer_reference']:.3f} | "
+            f"P.808 {f['naturalness_chain']['p808']:.3f} vs FP32 {f['naturalness_reference']['p808']:.3f}",
             flush=True,
         )
     for failure in report["failures"]:
