@@ -19,12 +19,12 @@ class GanConfig:
 
     periods: tuple[int, ...] = (2, 3, 5, 7, 11)
     """Multi-period discriminator: the audio folded by each period (HiFi-GAN)."""
-    period_channels: tuple[int, ...] = (16, 64, 128, 256)
+    period_channels: tuple[int, ...] = (16, 32, 64, 128)
     """Channels of each period discriminator's strided 2-D convolutions (HiFi-GAN's are 32..1024: a CPU budget)."""
     resolutions: tuple[tuple[int, int], ...] = ((512, 128), (1024, 256), (2048, 512))
     """Multi-resolution discriminator: (n_fft, hop) of each STFT magnitude it looks at (UnivNet, Vocos)."""
-    resolution_channels: int = 32
-    """Channels of each resolution discriminator."""
+    resolution_channels: int = 16
+    """Channels of each resolution discriminator (Vocos uses 32: a CPU budget)."""
     adv_weight: float = 1.0
     """Least-squares adversarial loss of the generator."""
     fm_weight: float = 2.0
@@ -78,8 +78,8 @@ class ResolutionDiscriminator(nn.Module):
         self.window: torch.Tensor
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
         c = channels
-        self.convs = nn.ModuleList([
-            _norm(nn.Conv2d(1, c, (3, 9), padding=(1, 4))),
+        self.convs = nn.ModuleList([  # every layer but the last halves the frequency axis
+            _norm(nn.Conv2d(1, c, (3, 9), (1, 2), padding=(1, 4))),
             _norm(nn.Conv2d(c, c, (3, 9), (1, 2), padding=(1, 4))),
             _norm(nn.Conv2d(c, c, (3, 9), (1, 2), padding=(1, 4))),
             _norm(nn.Conv2d(c, c, (3, 3), padding=(1, 1))),

@@ -18,7 +18,7 @@ from jetvox.device.config import Config
 from jetvox.device.config import load as load_config
 from jetvox.device.evaluation.sentences import EVAL_SENTENCES
 from jetvox.device.synthesis.feeds import acoustic_feeds
-from jetvox.device.voice.loader import Voice, load_voice
+from jetvox.device.voice.loader import Voice, load_voice, model_entries
 from jetvox.engines.onnxrt import OnnxRuntimeEngine, ort_session
 from jetvox.engines.staged import StagedAcoustic
 from jetvox.provisioning.stages import probe_values
@@ -109,37 +109,34 @@ def _rounded_engine(path: Path, feeds: Mapping[str, np.ndarray]) -> OnnxRuntimeE
         tmp.unlink(missing_ok=True)
 
 
-def simulated_voice(voice: Voice, cfg: Config) -> Voice:
+def simulated_voice(voice: Voice, cfg: Config, precision: str = "auto") -> Voice:
     """``voice`` with its encoder, decoder and vocoder replaced by FP16-rounded runs (the regulator stays FP32)."""
     staged = voice.acoustic
     if not isinstance(staged, StagedAcoustic):
         raise ValueError(f"voice {voice.name} is not staged; re-run `jetvox provision`")
     probe_ids = voice.phonemizer.sentence_ids("The kitchen temperature is twenty one degrees.")
     board = staged.regulate(staged.encode(acoustic_feeds(probe_ids)))
-    entries = voice.manifest.staged(_acoustic_key(voice)) or {}
+    keys = _keys(voice, precision)
+    entries = voice.manifest.staged(keys["acoustic"]) or {}
     d = voice.directory
     enc_feeds = {s.name: board[s.name] for s in staged.stages[0].inputs}
     dec_feeds = {s.name: board[s.name] for s in staged.stages[2].inputs}
     encoder = _rounded_engine(d / entries["encoder"].file, enc_feeds)
     decoder = _rounded_engine(d / entries["decoder"].file, dec_feeds)
     z = staged.decode(board)[:, :, : 2 * cfg.synthesis.chunk_frames]
-    vocoder = _rounded_engine(d / voice.manifest.model(_vocoder_key(voice)).file, {"z": z})
+    vocoder = _rounded_engine(d / voice.manifest.model(keys["vocoder"]).file, {"z": z})
     regulator = OnnxRuntimeEngine(d / entries["regulator"].file, providers=["CPUExecutionProvider"])
     return dataclasses.replace(voice, acoustic=StagedAcoustic(encoder, regulator, decoder, staged.max_frames),
                                vocoder=vocoder)
 
 
-def _acoustic_key(voice: Voice) -> str:
-    m = voice.manifest
-    return "acoustic_int8" if m.precision.acoustic == "int8" and m.staged("acoustic_int8") else "acoustic"
-
-
-def _vocoder_key(voice: Voice) -> str:
-    return "vocoder_int8" if voice.precision == "int8" else "vocoder"
+def _keys(voice: Voice, precision: str) -> dict[str, str]:
+    """The manifest entries ``voice`` was loaded from (acoustic, vocoder)."""
+    return model_entries(voice.manifest, precision, backend="onnxruntime")
 
 
 def evidence(cfg: Config, sentences: Sequence[str], say: Callable[[str], None] = lambda line: None,
-             limits: Limits = Limits()) -> dict[str, Any]:
+             limits: Limits = Limits(), precision: str | None = None) -> dict[str, Any]:
     """The FP16 simulation of the configured voice against its FP32 run, and the largest value of each model.
 
     Args:
@@ -147,32 +144,35 @@ def evidence(cfg: Config, sentences: Sequence[str], say: Callable[[str], None] =
         sentences: what to speak.
         say: progress callback.
         limits: the bounds the simulation must meet.
+        precision: ``fp32`` simulates the FP32 graphs (an FP16 build on a GPU without fast INT8); None the
+            models the gate chose (its INT8 Q/DQ graphs, whose float parts are rounded too).
     """
     cpu = dataclasses.replace(cfg, engine=dataclasses.replace(cfg.engine, backend="onnxruntime"))
     reference = load_voice(cpu, precision="fp32")
-    device = load_voice(cpu)  # the gate's choices: the models a TensorRT build would get
-    simulated = simulated_voice(device, cfg)
+    device = load_voice(cpu, precision=precision)  # the models a TensorRT build would get
+    chosen = precision or cfg.engine.precision
+    simulated = simulated_voice(device, cfg, chosen)
     try:
         result: Comparison = compare(reference, simulated, sentences, cfg.synthesis, limits, say)
-        peaks = peak_values(device, sentences[0])
+        peaks = peak_values(device, sentences[0], chosen)
     finally:
         for v in (reference, device, simulated):
             v.close()
-    return {"voice": device.name, "vocoder": _vocoder_key(device), "acoustic": _acoustic_key(device),
-            "peaks": peaks, **result.to_json()}
+    return {"voice": device.name, **_keys(device, chosen), "peaks": peaks, **result.to_json()}
 
 
-def peak_values(voice: Voice, sentence: str) -> dict[str, float]:
+def peak_values(voice: Voice, sentence: str, precision: str = "auto") -> dict[str, float]:
     """Largest float magnitude in each model a TensorRT build consumes (encoder, decoder, vocoder) for one sentence."""
     staged = voice.acoustic
     assert isinstance(staged, StagedAcoustic)
     board = staged.regulate(staged.encode(acoustic_feeds(voice.phonemizer.sentence_ids(sentence))))
-    entries = voice.manifest.staged(_acoustic_key(voice)) or {}
+    keys = _keys(voice, precision)
+    entries = voice.manifest.staged(keys["acoustic"]) or {}
     out = {}
     for stage, engine in (("encoder", staged.stages[0]), ("decoder", staged.stages[2])):
         model = onnx.load(str(voice.directory / entries[stage].file))
         out[stage] = max(float_ranges(model, {s.name: board[s.name] for s in engine.inputs}).values())
-    vocoder = onnx.load(str(voice.directory / voice.manifest.model(_vocoder_key(voice)).file))
+    vocoder = onnx.load(str(voice.directory / voice.manifest.model(keys["vocoder"]).file))
     out["vocoder"] = max(float_ranges(vocoder, {"z": staged.decode(board)}).values())
     return out
 
@@ -184,11 +184,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--state-dir", type=Path, default=None)
     ap.add_argument("--limit", type=int, default=len(EVAL_SENTENCES), help="first N of the 26 built-in sentences")
     ap.add_argument("--json", type=Path, default=None, help="also write the report here")
+    ap.add_argument("--precision", choices=("auto", "fp32"), default="auto",
+                    help="auto: the models the quality gates chose; fp32: the FP32 graphs")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     cfg = load_config(args.config, voice__name=args.voice,
                       state_dir=str(args.state_dir) if args.state_dir else None)
-    report = evidence(cfg, EVAL_SENTENCES[: args.limit], say=lambda line: print(line, file=sys.stderr, flush=True))
+    report = evidence(cfg, EVAL_SENTENCES[: args.limit], say=lambda line: print(line, file=sys.stderr, flush=True),
+                      precision=None if args.precision == "auto" else args.precision)
     text = json.dumps(report, indent=2)
     print(text)
     if args.json:
