@@ -26,11 +26,13 @@ class GanConfig:
     resolution_channels: int = 16
     """Channels of each resolution discriminator (Vocos uses 32: a CPU budget)."""
     adv_weight: float = 1.0
-    """Least-squares adversarial loss of the generator."""
+    """Least-squares adversarial loss of the generator, summed over the discriminators (as HiFi-GAN and Vocos)."""
     fm_weight: float = 2.0
-    """Feature matching: L1 between the discriminators' feature maps of teacher and student audio."""
-    recon_weight: float = 15.0
-    """The spectral reconstruction loss (``VocoderLoss``: mel, multi-resolution STFT, complex, waveform)."""
+    """Feature matching: L1 between the discriminators' feature maps of teacher and student audio, summed over
+    discriminators and layers."""
+    recon_weight: float = 6.0
+    """The spectral reconstruction loss (``VocoderLoss``: mel, multi-resolution STFT, complex, waveform; about
+    2.3 at the shipped checkpoint, so about 14 weighted, HiFi-GAN's mel share against its adversarial terms)."""
     disc_lr: float = 2e-4
     """Discriminators' AdamW learning rate (constant)."""
 
@@ -108,18 +110,21 @@ class Discriminators(nn.Module):
 
 def discriminator_loss(real: list[tuple[torch.Tensor, list[torch.Tensor]]],
                        fake: list[tuple[torch.Tensor, list[torch.Tensor]]]) -> torch.Tensor:
-    """Least-squares GAN: real scores to 1, fake to 0, averaged over discriminators."""
-    return torch.stack([torch.mean((1 - r) ** 2) + torch.mean(f**2) for (r, _), (f, _) in zip(real, fake)]).mean()
+    """Least-squares GAN: real scores to 1, fake to 0, summed over discriminators."""
+    return torch.stack([torch.mean((1 - r) ** 2) + torch.mean(f**2) for (r, _), (f, _) in zip(real, fake)]).sum()
 
 
 def generator_losses(real: list[tuple[torch.Tensor, list[torch.Tensor]]],
                      fake: list[tuple[torch.Tensor, list[torch.Tensor]]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(adversarial, feature matching): fake scores to 1; L1 of every feature map to the teacher's (detached)."""
-    adv = torch.stack([torch.mean((1 - f) ** 2) for f, _ in fake]).mean()
+    """(adversarial, feature matching): fake scores to 1; L1 of every feature map to the teacher's (detached).
+
+    Both are summed over the discriminators (and feature matching over their layers), as HiFi-GAN does.
+    """
+    adv = torch.stack([torch.mean((1 - f) ** 2) for f, _ in fake]).sum()
     fm = torch.stack([
-        torch.stack([F.l1_loss(ff, rf.detach()) for ff, rf in zip(f_feats, r_feats)]).mean()
+        torch.stack([F.l1_loss(ff, rf.detach()) for ff, rf in zip(f_feats, r_feats)]).sum()
         for (_, r_feats), (_, f_feats) in zip(real, fake)
-    ]).mean()
+    ]).sum()
     return adv, fm
 
 
