@@ -57,7 +57,7 @@ distill: provision
 	  $(PY) -m jetvox.provisioning.distill.teacher_data --shard 1 --shards 2 && wait $$pid
 	$(PY) -m jetvox.provisioning.distill.train --what vocoder --steps 16400 --threads 1 --resume --extend-lr 3e-4
 	$(PY) -m jetvox.provisioning.distill.train --what acoustic --steps 15000 --batch 8 --threads 1 --resume --extend-lr 3e-4
-	$(MAKE) distill-gan GAN_FROM=$(STATE)/distill/runs/vocoder/ckpt.pt
+	$(MAKE) distill-gan GAN_FROM=$(STATE)/distill/runs/vocoder/ckpt.pt GAN_RUN=$(STATE)/distill/runs/vocoder-gan
 	$(PY) -m jetvox.provisioning.distill.ship
 
 # Stage 3 (issue 10): the vocoder trained on against multi-period and multi-resolution discriminators with

@@ -72,10 +72,16 @@ def _open_acoustic(cfg: Config, directory: Path, manifest: mf.Manifest, key: str
     staged = manifest.staged(key)
     if staged is None:
         return _open(cfg, directory, manifest.model(key))
-    encoder = _open(cfg, directory, staged["encoder"])
-    # The regulator's shapes follow the durations' values: ONNX Runtime on the CPU runs it on every device.
-    regulator = _open(cfg, directory, staged["regulator"], cpu_only=True)
-    decoder = _open(cfg, directory, staged["decoder"])
+    opened: list[Engine] = []
+    try:
+        for stage in mf.STAGES:
+            # The regulator's shapes follow the durations' values: ONNX Runtime on the CPU runs it on every device.
+            opened.append(_open(cfg, directory, staged[stage], cpu_only=stage == "regulator"))
+    except BaseException:
+        for engine in opened:  # a stage that cannot open closes those that did
+            engine.close()
+        raise
+    encoder, regulator, decoder = opened
     return StagedAcoustic(encoder, regulator, decoder, max_frames=cfg.engine.max_frames)
 
 

@@ -117,10 +117,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--runs", type=Path, default=None, help="directory holding the vocoder/ and acoustic/ runs")
     ap.add_argument("--corpus-size", type=int, default=DEFAULT_SIZE)
     ap.add_argument("--note", default=None, help="free text stored with the training record")
+    ap.add_argument("--vocoder-run", type=Path, default=None,
+                    help="the vocoder's run directory (default: RUNS/vocoder-gan where it exists, else RUNS/vocoder)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     runs = args.runs or runs_dir(default_state_dir())
-    out = ship(runs / "vocoder", runs / "acoustic", teacher_dir(default_state_dir()), args.corpus_size,
+    gan = runs / "vocoder-gan"
+    vocoder = args.vocoder_run or (gan if (gan / "ckpt.pt").is_file() else runs / "vocoder")
+    out = ship(vocoder, runs / "acoustic", teacher_dir(default_state_dir()), args.corpus_size,
                cache_dir(default_state_dir()), note=args.note)
     print(json.dumps(out["training"]["gate"], indent=2))
 
