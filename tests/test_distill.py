@@ -328,3 +328,11 @@ def test_a_tiny_adversarial_run_trains_both_sides_and_resumes(tiny_runs: dict[st
     state = torch.load(run / "ckpt.pt", weights_only=False)
     assert again["steps"] == before + 4 and state["config"]["gan"] == small  # resumed adversarial, same discriminators
     assert any(not torch.equal(disc_before[k], state["disc"][k]) for k in disc_before)  # and they kept learning
+
+
+def test_the_time_budget_counts_from_the_start_not_from_the_last_checkpoint(tiny_runs: dict[str, Path], tmp_path: Path) -> None:
+    """`--max-minutes` stopped nothing when checkpoints came more often than the budget (make distill-gan)."""
+    cfg = TrainConfig(what="vocoder", steps=40, batch=2, segment=8, context=4, ckpt_every=1, log_every=1,
+                      model={"dim": 32, "blocks": 2, "mult": 2, "in_kernel": 3})
+    summary = train(cfg, tiny_runs["vocoder"].parent / "cache", tmp_path / "budget", max_minutes=1e-9)
+    assert summary["steps"] == 1

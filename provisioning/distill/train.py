@@ -295,7 +295,7 @@ def train(cfg: TrainConfig, cache: Path, out: Path, resume: bool = False, max_mi
              sum(p.numel() for p in model.parameters()) / 1e6, len(paths), step, cfg.steps)
     hardware = f"{platform.processor() or platform.machine()}, {cfg.threads} torch thread(s)"
     model.train()
-    t0 = time.monotonic()
+    t0 = started = time.monotonic()  # t0 restarts at each checkpoint (for the seconds trained); started does not
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.what}", mininterval=10)
     losses = _LossLog(out / LOSS_LOG, cfg)
     while step < cfg.steps:
@@ -310,7 +310,7 @@ def train(cfg: TrainConfig, cache: Path, out: Path, resume: bool = False, max_mi
         if losses.add(step, {"loss": loss.item(), **parts}, seconds + time.monotonic() - t0):
             bar.set_postfix(loss=f"{losses.last['loss']:.3f}")
         bar.update(1)
-        over = max_minutes is not None and time.monotonic() - t0 > max_minutes * 60
+        over = max_minutes is not None and time.monotonic() - started > max_minutes * 60
         if step % cfg.ckpt_every == 0 or step == cfg.steps or over:
             seconds += time.monotonic() - t0
             t0 = time.monotonic()
