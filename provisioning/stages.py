@@ -55,12 +55,19 @@ def _probe_shapes(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -> di
     return {k: tuple(v.shape) for k, v in probe_values(model, feeds).items()}
 
 
-def probe_values(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Every non-constant tensor's value for one run (ONNX Runtime, unoptimised graph, all exposed)."""
+def probe_values(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray],
+                 constants: bool = False) -> dict[str, np.ndarray]:
+    """Every node output's value for one run (ONNX Runtime, unoptimised graph, all exposed).
+
+    Args:
+        model: the graph.
+        feeds: its inputs.
+        constants: also the outputs of nodes computed from constants alone (a constant subgraph).
+    """
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     have = {o.name for o in probe.graph.output}
-    consts = _const_tensors(probe.graph)
+    consts = set() if constants else _const_tensors(probe.graph)
     for node in probe.graph.node:
         for out in node.output:
             if out and out not in have and out not in consts:

@@ -19,7 +19,7 @@ from jetvox.device.config import load as load_config
 from jetvox.device.evaluation.sentences import EVAL_SENTENCES
 from jetvox.device.synthesis.feeds import acoustic_feeds
 from jetvox.device.voice.loader import Voice, load_voice, model_entries
-from jetvox.engines.onnxrt import OnnxRuntimeEngine, ort_session
+from jetvox.engines.onnxrt import OnnxRuntimeEngine
 from jetvox.engines.staged import StagedAcoustic
 from jetvox.provisioning.stages import probe_values
 from jetvox.provisioning.tensorrt.compare import Comparison, Limits, compare
@@ -39,18 +39,7 @@ def float_ranges(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -> dic
     """
     out = {i.name: float(np.max(np.abs(numpy_helper.to_array(i)), initial=0.0))
            for i in model.graph.initializer if i.data_type in FLOAT_TYPES}
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    have = {o.name for o in probe.graph.output}
-    for node in probe.graph.node:
-        for name in node.output:
-            if name and name not in have:
-                probe.graph.output.append(onnx.ValueInfoProto(name=name))
-                have.add(name)
-    sess = ort_session(probe.SerializeToString(), optimize=False)
-    names = [o.name for o in sess.get_outputs()]
-    for name, value in zip(names, sess.run(names, dict(feeds))):
-        arr = np.asarray(value)
+    for name, arr in probe_values(model, feeds, constants=True).items():
         if arr.dtype.kind == "f" and arr.size:
             out[name] = float(np.max(np.abs(arr)))
     return out
