@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import string
 import types
@@ -13,6 +14,7 @@ from typing import Any, Mapping, Optional, Union
 
 import yaml
 
+from jetvox.device import limits
 from jetvox.engines.errors import JetvoxError
 
 
@@ -53,7 +55,7 @@ class EngineConfig:
     providers: tuple[str, ...] = ()
     """ONNX Runtime execution providers, best first; empty picks CUDA/TensorRT when installed, else CPU."""
     threads: int = 0
-    """ONNX Runtime intra-op threads per session (0 = ONNX Runtime's default)."""
+    """ONNX Runtime intra-op threads per session (0 = ONNX Runtime's default); at most 4 per CPU."""
     precision: str = "auto"
     """Vocoder precision: ``auto`` (what the provisioning quality gate chose), ``fp32`` or ``int8``."""
     max_phonemes: int = 400
@@ -81,15 +83,15 @@ class SynthesisConfig:
     overlap_frames: int = 16
     """Context frames on each side of a chunk, vocoded and cut off, so seams match the full output."""
     length_scale: float = 1.0
-    """Speaking rate: above 1 is slower."""
+    """Speaking rate: above 1 is slower (0.25 to 4)."""
     noise_scale: float = 0.667
-    """Generator noise (0 makes the output deterministic)."""
+    """Generator noise (0 makes the output deterministic; 0 to 2)."""
     noise_w: float = 0.8
-    """Duration noise (0 makes durations deterministic)."""
+    """Duration noise (0 makes durations deterministic; 0 to 2)."""
     sentence_silence_s: float = 0.2
-    """Silence inserted after each sentence."""
+    """Silence inserted after each sentence (0 to 10 s)."""
     volume: float = 1.0
-    """Output gain applied on top of the voice's calibrated gain."""
+    """Output gain applied on top of the voice's calibrated gain (0 to 4)."""
     max_sentence_chars: int = 400
     """Sentences longer than this are split at commas or words."""
     max_text_chars: int = 20000
@@ -107,7 +109,7 @@ class AudioConfig:
     retry_s: float = 5.0
     """Seconds between attempts to reopen a missing or failing sound device."""
     volume: float = 1.0
-    """Gain of the speaker output only (MQTT and WAV outputs are not affected)."""
+    """Gain of the speaker output only (MQTT and WAV outputs are not affected; 0 to 4)."""
     wav_dir: Optional[Path] = None
     """If set, the daemon also writes every utterance to ``<wav_dir>/<id>.wav``."""
     wav_keep: int = 100
@@ -141,13 +143,18 @@ class MqttConfig:
     keepalive_s: int = 30
     """MQTT keepalive."""
     session_expiry_s: int = 86400
-    """MQTT 5 session expiry: how long the broker keeps unacknowledged messages while we are away."""
+    """MQTT 5 session expiry: how long the broker keeps unacknowledged messages while we are away. In a fleet
+    (``shared_group``) this bounds how long a dead member's few taken messages wait for it: keep it long."""
     reconnect_min_s: float = 1.0
     """First reconnect delay."""
     reconnect_max_s: float = 60.0
     """Longest reconnect delay (exponential backoff)."""
     shared_group: Optional[str] = None
-    """If set, subscribe to ``$share/<group>/<prefix>/say`` so a fleet shares the work (MQTT 5)."""
+    """If set, subscribe to ``$share/<group>/<prefix>/say`` so a fleet shares the work (MQTT 5). A member then
+    acknowledges a message only once it is spoken and takes at most ``fleet_prefetch`` at a time."""
+    fleet_prefetch: int = 2
+    """In a fleet: messages a member holds unacknowledged at once (MQTT 5 Receive Maximum), so one that dies
+    strands at most this many (the broker keeps them for its return)."""
     hermes: bool = False
     """Rhasspy Hermes compatibility: ``hermes/tts/say`` in, ``sayFinished`` and ``playBytes`` out."""
     site_id: str = "default"
@@ -162,14 +169,15 @@ class MqttConfig:
 class QueueConfig:
     """Limits on accepted work."""
 
-    max_queued: int = 100
-    """Most messages held at once; more are left unacknowledged at the broker."""
+    max_queued: int = 10000
+    """Most messages waiting in the on-disk spool (``<state_dir>/daemon/<device_id>/spool.sqlite``); one
+    more is refused with a ``dropped`` status and an ERROR log line."""
     max_payload_bytes: int = 65536
     """Largest MQTT payload accepted; larger ones get an ``error`` status."""
     default_ttl_s: float = 300.0
     """Messages older than this when their turn comes are dropped with a reason (0 = never)."""
     dedupe_ids: int = 10000
-    """How many finished message ids are remembered to ignore redeliveries."""
+    """How many finished message ids are remembered: a repeat gets a ``done`` status with ``duplicate``."""
     alert_cuts_off: tuple[str, ...] = ("low",)
     """Priorities of a message being spoken that an arriving ``alert`` cuts off (empty = never)."""
 
@@ -296,7 +304,10 @@ def _convert(value: Any, hint: Any, key: str) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            raise ConfigError(f"{key}: expected a number, got an integer of {len(str(abs(value)))} digits") from None
     if hint is str:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)  # e.g. ``protocol: 5`` or ``device: 3``
@@ -343,42 +354,51 @@ def _check_choices(cfg: Config) -> None:
 
 
 def _check_ranges(cfg: Config) -> None:
+    bounded: dict[str, tuple[Any, limits.Bound]] = {
+        "synthesis.volume": (cfg.synthesis.volume, limits.VOLUME),
+        "audio.volume": (cfg.audio.volume, limits.VOLUME),
+        "synthesis.length_scale": (cfg.synthesis.length_scale, limits.LENGTH_SCALE),
+        "synthesis.noise_scale": (cfg.synthesis.noise_scale, limits.NOISE),
+        "synthesis.noise_w": (cfg.synthesis.noise_w, limits.NOISE),
+        "synthesis.sentence_silence_s": (cfg.synthesis.sentence_silence_s, limits.SENTENCE_SILENCE_S),
+        "synthesis.max_text_chars": (cfg.synthesis.max_text_chars, limits.TEXT_CHARS),
+        "queue.default_ttl_s": (cfg.queue.default_ttl_s, limits.TTL_S),
+        "queue.max_payload_bytes": (cfg.queue.max_payload_bytes, limits.PAYLOAD_BYTES),
+        "queue.max_queued": (cfg.queue.max_queued, limits.SPOOL_MESSAGES),
+        "engine.threads": (cfg.engine.threads, limits.THREADS),
+        "mqtt.fleet_prefetch": (cfg.mqtt.fleet_prefetch, limits.FLEET_PREFETCH),
+    }
+    for key, (value, bound) in bounded.items():
+        problem = bound.problem(value)
+        if problem is not None:
+            raise ConfigError(f"{key}: {problem}")
     positive = {
         "synthesis.chunk_frames": cfg.synthesis.chunk_frames,
         "synthesis.first_chunk_frames": cfg.synthesis.first_chunk_frames,
-        "synthesis.length_scale": cfg.synthesis.length_scale,
         "synthesis.max_sentence_chars": cfg.synthesis.max_sentence_chars,
-        "synthesis.max_text_chars": cfg.synthesis.max_text_chars,
         "engine.max_phonemes": cfg.engine.max_phonemes,
         "engine.opt_phonemes": cfg.engine.opt_phonemes,
         "engine.max_frames": cfg.engine.max_frames,
         "engine.workspace_mb": cfg.engine.workspace_mb,
-        "queue.max_queued": cfg.queue.max_queued,
-        "queue.max_payload_bytes": cfg.queue.max_payload_bytes,
         "mqtt.keepalive_s": cfg.mqtt.keepalive_s,
         "mqtt.reconnect_min_s": cfg.mqtt.reconnect_min_s,
         "audio.retry_s": cfg.audio.retry_s,
     }
     for key, value in positive.items():
-        if value <= 0:
-            raise ConfigError(f"{key}: must be greater than 0, got {value}")
+        if not value > 0 or not math.isfinite(value):
+            raise ConfigError(f"{key}: must be a finite number greater than 0, got {value}")
     non_negative = {
         "synthesis.overlap_frames": cfg.synthesis.overlap_frames,
-        "synthesis.noise_scale": cfg.synthesis.noise_scale,
-        "synthesis.noise_w": cfg.synthesis.noise_w,
-        "synthesis.sentence_silence_s": cfg.synthesis.sentence_silence_s,
-        "synthesis.volume": cfg.synthesis.volume,
-        "engine.threads": cfg.engine.threads,
-        "queue.default_ttl_s": cfg.queue.default_ttl_s,
         "queue.dedupe_ids": cfg.queue.dedupe_ids,
         "cache.max_mb": cfg.cache.max_mb,
-        "audio.volume": cfg.audio.volume,
         "audio.wav_keep": cfg.audio.wav_keep,
         "mqtt.session_expiry_s": cfg.mqtt.session_expiry_s,
     }
     for key, value in non_negative.items():
         if value < 0:
             raise ConfigError(f"{key}: must be 0 or more, got {value}")
+    if not math.isfinite(cfg.mqtt.reconnect_max_s):
+        raise ConfigError(f"mqtt.reconnect_max_s: must be a finite number, got {cfg.mqtt.reconnect_max_s}")
 
 
 def _check_relations(cfg: Config) -> None:
@@ -408,6 +428,15 @@ def _check_mqtt(mqtt: MqttConfig) -> None:
         raise ConfigError("mqtt.keyfile: needs mqtt.certfile too")
     if mqtt.password is not None and mqtt.password_file is not None:
         raise ConfigError("mqtt.password and mqtt.password_file: give one, not both")
+    for key, path in (("mqtt.ca_certs", mqtt.ca_certs), ("mqtt.certfile", mqtt.certfile),
+                      ("mqtt.keyfile", mqtt.keyfile), ("mqtt.password_file", mqtt.password_file)):
+        if path is None:
+            continue
+        if not path.is_file():
+            raise ConfigError(f"{key}: expected a readable file, got {str(path)!r}, which "
+                              f"{'is not a file' if path.exists() else 'does not exist'}")
+        if not os.access(path, os.R_OK):
+            raise ConfigError(f"{key}: {str(path)!r} is not readable by this user")
 
 
 def _check_priorities(cfg: Config) -> None:

@@ -70,10 +70,23 @@ def test_defaults_without_a_file() -> None:
     [
         ("mqtt:\n  brokr: mqtt://x\n", "unknown key mqtt.brokr"),
         ("queue:\n  max_queued: lots\n", "queue.max_queued: expected an integer"),
-        ("queue:\n  max_queued: 0\n", "queue.max_queued: must be greater than 0"),
+        ("queue:\n  max_queued: 0\n", "queue.max_queued: must be between 1 and 10000000, got 0"),
+        ("engine:\n  threads: 1000000\n", "engine.threads: must be between 0 and"),
+        ("engine:\n  threads: 1.5\n", "engine.threads: expected an integer"),
+        ("synthesis:\n  volume: .nan\n", "synthesis.volume: expected a finite number between 0 and 4, got nan"),
+        ("synthesis:\n  volume: 5\n", "synthesis.volume: must be between 0 and 4, got 5.0"),
+        ("audio:\n  volume: -.inf\n", "audio.volume: expected a finite number"),
+        ("synthesis:\n  length_scale: 0\n", "synthesis.length_scale: must be between 0.25 and 4"),
+        ("synthesis:\n  length_scale: " + "9" * 400 + "\n", "an integer of 400 digits"),
+        ("queue:\n  default_ttl_s: .inf\n", "queue.default_ttl_s: expected a finite number"),
+        ("queue:\n  max_payload_bytes: 0\n", "queue.max_payload_bytes: must be between 1 and"),
+        ("mqtt:\n  fleet_prefetch: 0\n", "mqtt.fleet_prefetch: must be between 1 and 100"),
+        ("mqtt:\n  broker: mqtts://h\n  ca_certs: /nonexistent/ca.pem\n",
+         "mqtt.ca_certs: expected a readable file, got '/nonexistent/ca.pem', which does not exist"),
+        ("mqtt:\n  username: u\n  password_file: /nonexistent/pw\n", "mqtt.password_file: expected a readable file"),
         ("queue:\n  alert_cuts_off: [urgent]\n", "queue.alert_cuts_off[0]"),
-        ("audio:\n  volume: -1\n", "audio.volume: must be 0 or more"),
-        ("audio:\n  retry_s: 0\n", "audio.retry_s: must be greater than 0"),
+        ("audio:\n  volume: -1\n", "audio.volume: must be between 0 and 4, got -1"),
+        ("audio:\n  retry_s: 0\n", "audio.retry_s: must be a finite number greater than 0"),
         ("audio:\n  wav_dir: 3\n", "audio.wav_dir: expected a path"),
         ("mqtt:\n  broker: http://x:1\n", "mqtt.broker: expected mqtt://"),
         ("mqtt:\n  broker: mqtt://x:99999\n", "mqtt.broker: bad port"),
@@ -116,7 +129,7 @@ def test_flags_override_the_file(tmp_path: Path) -> None:
 def test_serve_rejects_a_bad_config_before_starting(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write(tmp_path, "queue:\n  max_payload_bytes: -5\n")
     assert main(["serve", "--config", str(path)]) == 2
-    assert "queue.max_payload_bytes: must be greater than 0" in capsys.readouterr().err
+    assert "queue.max_payload_bytes: must be between 1 and 16777216, got -5" in capsys.readouterr().err
     assert main(["serve", "--config", str(path.with_name("missing.yaml"))]) == 2
     assert "cannot read config file" in capsys.readouterr().err
     assert main(["serve", "--broker", "ftp://x"]) == 2

@@ -5,35 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from jetvox.device.daemon.dedupe import FINISHED, DoneIds, Redeliveries
+from jetvox.device.daemon.dedupe import FINISHED, Redeliveries
+from jetvox.device.daemon.spool import Spool, import_journal
 
 
-def test_journal_survives_reopen_and_is_bounded(tmp_path: Path) -> None:
-    path = tmp_path / "run" / "done-ids.jsonl"
-    done = DoneIds(path, capacity=5)
-    for i in range(23):
-        done.add(f"m{i}")
-    assert len(done) == 5 and "m22" in done and "m17" not in done
-    assert len(path.read_text().splitlines()) < 10  # compacted
-    done.close()
-    again = DoneIds(path, capacity=5)
-    assert [f"m{i}" in again for i in range(16, 23)] == [False, False, True, True, True, True, True]
-
-
-def test_torn_last_line_is_ignored(tmp_path: Path) -> None:
-    path = tmp_path / "done.jsonl"
-    path.write_bytes(b'"a"\n"b"\n"c')  # a crash in the middle of the last write
-    done = DoneIds(path, capacity=10)
-    assert "a" in done and "b" in done and "c" not in done
-    done.add("d")
-    done.close()
-    assert "d" in DoneIds(path, capacity=10)
-
-
-def test_disabled_journal(tmp_path: Path) -> None:
-    done = DoneIds(tmp_path / "x.jsonl", capacity=0)
-    done.add("a")
-    assert "a" not in done and not (tmp_path / "x.jsonl").exists()
+def test_an_older_journal_is_imported_into_the_spool(tmp_path: Path) -> None:
+    journal = tmp_path / "done-ids.jsonl"
+    journal.write_bytes(b'"a"\n"b"\n"c')  # a torn last line from a crash
+    spool = Spool(tmp_path / "spool.sqlite", 10, 10)
+    assert import_journal(spool, journal) == 2
+    assert spool.is_done("a") and spool.is_done("b") and not spool.is_done("c")
+    assert not journal.exists() and import_journal(spool, journal) == 0
+    spool.close()
 
 
 @dataclass

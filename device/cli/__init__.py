@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from jetvox.device import config as config_mod
+from jetvox.device import limits
 from jetvox.engines.errors import JetvoxError
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,22 @@ def _bench(args: argparse.Namespace) -> int:
     return run_bench(load_config(args), opts)
 
 
+def bounded(bound: limits.Bound) -> Callable[[str], float]:
+    """An argparse type: a number within ``bound`` (the same bounds as the config file and MQTT JSON)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number {bound.describe()}, got {text!r}") from None
+        problem = bound.problem(value)
+        if problem is not None:
+            raise argparse.ArgumentTypeError(problem)
+        return value
+
+    return parse
+
+
 def _add_device_commands(sub: argparse._SubParsersAction) -> None:
     sp = sub.add_parser("say", help="speak text on the default output device, or to a WAV / raw PCM")
     add_config_options(sp)
@@ -76,8 +93,10 @@ def _add_device_commands(sub: argparse._SubParsersAction) -> None:
     sp.add_argument("--stdin", action="store_true", help="read lines from stdin, speaking each")
     sp.add_argument("--device", help="sounddevice output device (name or index)")
     sp.add_argument("--precision", choices=("auto", "fp32", "int8"), help="vocoder precision")
-    sp.add_argument("--length-scale", type=float, help="speaking rate (above 1 is slower)")
-    sp.add_argument("--volume", type=float, help="output gain")
+    sp.add_argument("--length-scale", type=bounded(limits.LENGTH_SCALE), metavar="X",
+                    help=f"speaking rate, above 1 is slower ({limits.LENGTH_SCALE.describe()})")
+    sp.add_argument("--volume", type=bounded(limits.VOLUME), metavar="GAIN",
+                    help=f"output gain ({limits.VOLUME.describe()})")
     sp.set_defaults(handler=_say)
 
     sp = sub.add_parser("serve", help="run the resident MQTT daemon")

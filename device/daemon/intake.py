@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -126,6 +128,7 @@ class MqttIntake:
         self._client.on_message = self._on_message
         self._client.on_publish = self._on_publish
         self._client.on_subscribe = self._on_subscribe
+        self._client.on_connect_fail = self._on_connect_fail
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -172,6 +175,9 @@ class MqttIntake:
         self._up = True
         log.info("connected to %s:%d (session %s)", self._host, self._port,
                  "resumed" if flags.session_present else "new")
+        self._subscribe(client)
+
+    def _subscribe(self, client: mqtt.Client) -> None:
         if self._v5:
             # Retained messages are not replayed: a stale say or sensor reading is not spoken at start-up.
             opts = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND)
@@ -181,6 +187,15 @@ class MqttIntake:
         # "online" and ``connected`` wait for the SUBACK: from then on nothing published to us is missed.
         _, mid = client.subscribe(subs)  # type: ignore[arg-type]
         self._sub_mid = -1 if mid is None else mid
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: object) -> None:
+        # paho calls this inside its ``except OSError`` block: the exception it swallows is still current.
+        exc = sys.exc_info()[1]
+        reason = describe_connect_error(exc) if exc is not None else "unknown error"
+        error = f"cannot connect to {self._host}:{self._port}: {reason}"
+        level = logging.DEBUG if error == self.last_error else logging.ERROR  # once per cause, not per retry
+        self.last_error = error
+        log.log(level, "%s (retrying with backoff up to %g s)", error, self._cfg.reconnect_max_s)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: mqtt.DisconnectFlags,
                        reason_code: mqtt.ReasonCode, properties: Optional[Properties]) -> None:
@@ -199,15 +214,27 @@ class MqttIntake:
 
     def _on_subscribe(self, client: mqtt.Client, userdata: object, mid: int,
                       reason_codes: list[mqtt.ReasonCode], properties: Optional[Properties]) -> None:
-        for topic, rc in zip(self._subscriptions, reason_codes):
-            if rc.is_failure:
-                log.error("broker refused the subscription to %s: %s", topic, rc)
         if mid != self._sub_mid:
+            return
+        refused = [f"{topic} ({rc})" for topic, rc in zip(self._subscriptions, reason_codes) if rc.is_failure]
+        if refused:  # e.g. an ACL that lets this login connect but not read the say topic
+            self.last_error = f"broker refused the subscription to {', '.join(refused)}"
+            log.error("%s: not ready; check the broker's ACL for user %s (retrying in %g s)",
+                      self.last_error, self._cfg.username or "(anonymous)", self._cfg.reconnect_max_s)
+            timer = threading.Timer(self._cfg.reconnect_max_s, self._resubscribe, args=(mid,))
+            timer.daemon = True
+            timer.start()
             return
         self.publish(self._availability, b"online", retain=True, track=False)
         self.last_error = None
         self.connected.set()
         self.ever_connected.set()
+
+    def _resubscribe(self, mid: int) -> None:
+        """Try a refused subscription again (the ACL may have been fixed), on the same connection."""
+        if self._stopping or not self._up or mid != self._sub_mid:
+            return
+        self._subscribe(self._client)
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         with self._ack_lock:
@@ -310,3 +337,23 @@ class MqttIntake:
     @property
     def client_id(self) -> str:
         return self._client_id
+
+
+def describe_connect_error(exc: BaseException) -> str:
+    """Why a connection attempt failed, in words an operator can act on (TLS causes named)."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        detail = exc.verify_message or str(exc)
+        if "hostname" in detail.lower() or "ip address mismatch" in detail.lower():
+            return f"TLS: host name mismatch: {detail} (the certificate is for another name)"
+        if "issuer" in detail.lower() or "self-signed" in detail.lower() or "unknown ca" in detail.lower():
+            return f"TLS: certificate verify failed: {detail} (unknown CA: check mqtt.ca_certs)"
+        return f"TLS: certificate verify failed: {detail}"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS: {exc.reason or exc}"
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve the host name: {exc.strerror or exc}"
+    if isinstance(exc, (TimeoutError, socket.timeout)):
+        return "timed out"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror} (errno {exc.errno})"
+    return f"{type(exc).__name__}: {exc}"

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import math
 import time
 import uuid
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Optional
 
+from jetvox.device import limits
 from jetvox.engines.errors import JetvoxError
 
 PRIORITIES = ("low", "normal", "high", "alert")
@@ -41,14 +41,13 @@ def valid_id(value: object) -> bool:
     )
 
 
-def _number(data: dict[str, Any], key: str, lo: float, hi: float, msg_id: str | None) -> Optional[float]:
+def _number(data: dict[str, Any], key: str, bound: limits.Bound, msg_id: str | None) -> Optional[float]:
     value = data.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise PayloadError(f"{key}: expected a number, got {value!r}", msg_id)
-    if not lo <= value <= hi:
-        raise PayloadError(f"{key}: must be between {lo:g} and {hi:g}, got {value!r}", msg_id)
+    problem = bound.problem(value)
+    if problem is not None:
+        raise PayloadError(f"{key}: {problem}", msg_id)
     return float(value)
 
 
@@ -57,7 +56,7 @@ def _choice(data: dict[str, Any], key: str, choices: tuple[str, ...], msg_id: st
     if value is None:
         return None
     if value not in choices:
-        raise PayloadError(f"{key}: expected one of {', '.join(choices)}, got {value!r}", msg_id)
+        raise PayloadError(f"{key}: expected one of {', '.join(choices)}, got {limits.show(value)}", msg_id)
     return str(value)
 
 
@@ -75,6 +74,10 @@ def _object(text: str) -> dict[str, Any]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise PayloadError(f"payload is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise PayloadError("payload is not acceptable JSON: nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+        raise PayloadError(f"payload is not acceptable JSON: {str(exc)[:120]}") from None
     if not isinstance(data, dict):
         raise PayloadError(f"JSON payload must be an object, got {type(data).__name__}")
     return data
@@ -96,7 +99,7 @@ def _given_id(data: dict[str, Any]) -> str | None:
     if value is None:
         return None
     if not valid_id(value):
-        raise PayloadError(f"id: expected 1 to {MAX_ID_CHARS} printable characters without / + #, got {value!r}")
+        raise PayloadError(f"id: expected 1 to {MAX_ID_CHARS} printable characters without / + #, got {limits.show(value)}")
     return str(value)
 
 
@@ -129,9 +132,9 @@ class SayRequest:
             id=msg_id,
             priority=_choice(data, "priority", PRIORITIES, msg_id) or "normal",
             output=_choice(data, "output", OUTPUTS, msg_id),
-            ttl_s=_number(data, "ttl_s", 0.0, 10 * 365 * 86400.0, msg_id),
-            volume=_number(data, "volume", 0.0, 4.0, msg_id),
-            length_scale=_number(data, "length_scale", 0.25, 4.0, msg_id),
+            ttl_s=_number(data, "ttl_s", limits.TTL_S, msg_id),
+            volume=_number(data, "volume", limits.VOLUME, msg_id),
+            length_scale=_number(data, "length_scale", limits.LENGTH_SCALE, msg_id),
         )
 
     @classmethod
@@ -182,6 +185,8 @@ class Status:
     """Outputs that received the audio: ``speaker``, ``mqtt``, ``wav`` (done)."""
     speaker_error: Optional[str] = None
     """Why the speaker did not play it while another output did (done)."""
+    duplicate: Optional[bool] = None
+    """True when this id was already finished (``done``) or is already waiting (``queued``): not spoken again."""
     ts: float = field(default_factory=time.time)
     """Unix time of the transition."""
 
@@ -189,19 +194,26 @@ class Status:
         if self.state not in STATES:
             raise ValueError(f"state must be one of {', '.join(STATES)}, got {self.state!r}")
 
-    def to_json(self) -> str:
+    def to_dict(self) -> dict[str, Any]:
         data = {k: v for k, v in asdict(self).items() if v is not None}
         if "outputs" in data:
             data["outputs"] = list(data["outputs"])
-        return json.dumps(data, ensure_ascii=False)
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False)
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> "Status":
-        data = json.loads(text)
+    def from_dict(cls, data: dict[str, Any]) -> "Status":
+        data = dict(data)
         if "outputs" in data:
             data["outputs"] = tuple(data["outputs"])
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})  # newer daemons may add fields
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> "Status":
+        return cls.from_dict(json.loads(text))
 
 
 @dataclass(frozen=True)
@@ -227,17 +239,17 @@ class HermesSay:
         msg_id = _given_id(data)
         site = data.get("siteId", "default")
         if not isinstance(site, str):
-            raise PayloadError(f"siteId: expected a string, got {site!r}", msg_id)
+            raise PayloadError(f"siteId: expected a string, got {limits.show(site)}", msg_id)
         for key in ("lang", "sessionId"):
             if data.get(key) is not None and not isinstance(data[key], str):
-                raise PayloadError(f"{key}: expected a string, got {data[key]!r}", msg_id)
+                raise PayloadError(f"{key}: expected a string, got {limits.show(data[key])}", msg_id)
         return cls(
             text=_text(data, max_chars, msg_id),
             id=msg_id,
             site_id=site,
             lang=data.get("lang"),
             session_id=data.get("sessionId"),
-            volume=_number(data, "volume", 0.0, 4.0, msg_id),
+            volume=_number(data, "volume", limits.VOLUME, msg_id),
         )
 
     @classmethod

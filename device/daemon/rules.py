@@ -7,6 +7,7 @@ import logging
 import math
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -15,6 +16,8 @@ from jetvox.device.config import SensorRule
 log = logging.getLogger(__name__)
 
 _MISSING = object()
+MAX_REMEMBERED = 10000
+"""Most (rule, topic) firing times kept; past it the oldest go (its rule may then repeat early)."""
 
 
 def topic_matches(topic_filter: str, topic: str) -> bool:
@@ -48,8 +51,14 @@ def _as_number(value: Any) -> Optional[float]:
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
-        return float(value) if math.isfinite(value) else None
+        try:
+            number = float(value)
+        except OverflowError:  # an integer of hundreds of digits is no reading
+            return None
+        return number if math.isfinite(number) else None
     if isinstance(value, str):
+        if len(value) > 64:
+            return None
         try:
             number = float(value.strip())
         except ValueError:
@@ -82,8 +91,23 @@ class RuleEngine:
         """
         self._rules = rules
         self._clock = clock
-        self._last: dict[tuple[int, str], float] = {}
+        self._last: OrderedDict[tuple[int, str], float] = OrderedDict()
+        """When each rule last fired per topic, oldest first; bounded (wildcards can match endless topics)."""
         self._lock = threading.Lock()
+
+    def _forget_old(self, now: float) -> None:
+        """Drop timestamps that can no longer hold a rule back, and the oldest beyond ``MAX_REMEMBERED``."""
+        while self._last:
+            (i, _), last = next(iter(self._last.items()))
+            if len(self._last) > MAX_REMEMBERED or now - last >= self._rules[i].min_interval_s:
+                self._last.popitem(last=False)
+            else:
+                break
+
+    def __len__(self) -> int:
+        """Topics with a remembered firing time."""
+        with self._lock:
+            return len(self._last)
 
     @property
     def filters(self) -> list[str]:
@@ -103,7 +127,7 @@ class RuleEngine:
             return []
         try:
             data: Any = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, nested too deeply, or an integer of > 4,300 digits
             data = text
         hits = []
         for i, rule in enumerate(self._rules):
@@ -146,4 +170,6 @@ class RuleEngine:
                 log.debug("rule %d on %s: repeated within %.0f s; not spoken", i, topic, rule.min_interval_s)
                 return None
             self._last[(i, topic)] = now
+            self._last.move_to_end((i, topic))
+            self._forget_old(now)
         return RuleHit(rule=i, text=sentence, priority=rule.priority)

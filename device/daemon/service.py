@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
 import threading
@@ -10,15 +11,15 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from jetvox.device.config import Config
+from jetvox.device.config import Config, ConfigError
 from jetvox.device.daemon.cache import AudioCache
-from jetvox.device.daemon.dedupe import DoneIds
 from jetvox.device.daemon.intake import MqttIntake
 from jetvox.device.daemon.jobs import JobBook
 from jetvox.device.daemon.logs import setup_logging
 from jetvox.device.daemon.messages import Topics
 from jetvox.device.daemon.notify import Notifier
 from jetvox.device.daemon.rules import RuleEngine
+from jetvox.device.daemon.spool import Spool, import_journal
 from jetvox.device.daemon.work_queue import WorkQueue
 from jetvox.device.daemon.worker import SynthesisWorker
 from jetvox.device.synthesis.synthesizer import Synthesizer, synthesizer_for
@@ -50,7 +51,7 @@ class Daemon:
         Args:
             cfg: the loaded configuration.
             notifier: sd_notify; default reads $NOTIFY_SOCKET.
-            run_dir: where the finished-ids journal lives; default ``<state_dir>/daemon/<device_id>``.
+            run_dir: where the spool (accepted messages, finished ids) lives; default ``<state_dir>/daemon/<device_id>``.
         """
         self.cfg = cfg
         self.device_id = device_id_of(cfg)
@@ -63,15 +64,31 @@ class Daemon:
         self.synth: Optional[Synthesizer] = None
         self.intake: Optional[MqttIntake] = None
         self.worker: Optional[SynthesisWorker] = None
-        self.queue = WorkQueue(cfg.queue.max_queued, cfg.queue.alert_cuts_off)
-        self._done: Optional[DoneIds] = None
+        self.queue: Optional[WorkQueue] = None
+        self.spool: Optional[Spool] = None
+        self.loading = False
+        """True while the voice loads (a signal then interrupts the load)."""
 
     @property
     def client_id(self) -> str:
         return self.cfg.mqtt.client_id or f"jetvox-{self.device_id}"
 
+    def open_spool(self) -> Spool:
+        """Open the spool in the run directory (a clear error if it is not writable); replayed by the worker."""
+        cfg = self.cfg
+        _check_writable(self.run_dir)
+        spool = Spool(self.run_dir / "spool.sqlite", cfg.queue.max_queued, cfg.queue.dedupe_ids)
+        import_journal(spool, self.run_dir / "done-ids.jsonl")
+        if cfg.mqtt.shared_group:  # a fleet member's unfinished messages are still the broker's: it resends them
+            left = spool.drop_unacked()
+            if left:
+                log.info("%d unfinished fleet message(s) come back from the broker", left)
+        if len(spool):
+            log.info("replaying %d spooled message(s) from %s", len(spool), spool.path)
+        return spool
+
     def start(self, connect_timeout: float | None = None) -> bool:
-        """Load the voice, connect, start the worker, then send READY=1.
+        """Open the spool, load the voice, connect, start the worker, then send READY=1.
 
         Args:
             connect_timeout: give up waiting for the broker after this many seconds (None: wait, retrying).
@@ -79,22 +96,29 @@ class Daemon:
         Returns False if stopped (or timed out) before the broker connected.
         """
         cfg = self.cfg
+        self.spool = self.open_spool()
+        self.queue = WorkQueue(self.spool, cfg.queue.alert_cuts_off)
         self.notifier.status("loading voice")
         t0 = time.monotonic()
-        self.voice = load_voice(cfg)
+        self.loading = True
+        try:
+            self.voice = load_voice(cfg)
+        finally:
+            self.loading = False
+        if self.stop_event.is_set():
+            return False
         self.synth = synthesizer_for(self.voice, cfg)
         log.info("voice %s ready in %.1f s", self.voice.name, time.monotonic() - t0)
         cache = None
         if cfg.cache.enabled and cfg.cache.max_mb > 0:
             cache = AudioCache(cfg.state_dir / "cache" / "audio", cfg.cache.max_mb * 1024 * 1024)
-        self._done = DoneIds(self.run_dir / "done-ids.jsonl", cfg.queue.dedupe_ids)
         rules = RuleEngine(cfg.rules)
-        book = JobBook(cfg, self.topics, self.queue, self._done, rules)
+        book = JobBook(cfg, self.topics, self.queue, rules)
         subscriptions = [self.topics.say_filter, *([Topics.HERMES_SAY] if cfg.mqtt.hermes else []), *rules.filters]
-        self.intake = MqttIntake(
-            cfg.mqtt, self.client_id, self.topics.availability, subscriptions, book.accept,
-            receive_maximum=cfg.queue.max_queued + 1,
-        )
+        # A fleet member holds only a few unacknowledged; a single device acks as soon as a message is spooled.
+        receive_maximum = cfg.mqtt.fleet_prefetch if cfg.mqtt.shared_group else 100
+        self.intake = MqttIntake(cfg.mqtt, self.client_id, self.topics.availability, subscriptions, book.accept,
+                                 receive_maximum=receive_maximum)
         book.attach(self.intake)
         # The worker runs (and pings the watchdog) from here on; systemd arms the watchdog after READY.
         self.worker = SynthesisWorker(cfg, self.synth, self.queue, book, self.topics, self.notifier, cache,
@@ -118,13 +142,14 @@ class Daemon:
         self.notifier.ready(status=f"ready: voice {self.voice.name}, broker {cfg.mqtt.broker}, prefix {self.topics.prefix}")
         return True
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop: the message being spoken and those queued stay unacknowledged at the broker."""
+    def stop(self, timeout: float = 8.0) -> None:
+        """Stop: the message being spoken and those queued stay spooled (or, in a fleet, at the broker)."""
         self.stop_event.set()
         self.notifier.stopping()
-        left = self.queue.close()
-        if left:
-            log.info("%d queued message(s) stay at the broker for the next start", len(left))
+        if self.queue is not None:
+            self.queue.close()
+            if len(self.queue):
+                log.info("%d queued message(s) wait for the next start", len(self.queue))
         if self.worker is not None and self.worker.is_alive():
             self.worker.join(timeout)
             if self.worker.is_alive():
@@ -135,8 +160,8 @@ class Daemon:
             self.synth.close()
         if self.voice is not None:
             self.voice.close()
-        if self._done is not None:
-            self._done.close()
+        if self.spool is not None and not (self.worker is not None and self.worker.is_alive()):
+            self.spool.close()
         log.info("stopped")
 
     @property
@@ -145,14 +170,44 @@ class Daemon:
         return self.worker is not None and self.worker.crashed is not None
 
 
+class _Interrupted(BaseException):
+    """A stop signal arrived while the voice was loading."""
+
+
+HARD_EXIT_S = 9.0
+"""After a stop signal the process exits within this many seconds, even if a native call does not return."""
+
+
+def _check_writable(directory: Path) -> None:
+    """ConfigError (exit 2) naming ``state_dir`` when the daemon cannot write its run directory."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"state_dir: cannot write {directory}: {exc.strerror or exc}") from None
+
+
 def run_daemon(cfg: Config) -> int:
     """Run until SIGTERM or SIGINT; the process exit code (non-zero makes systemd restart it)."""
     setup_logging(cfg.logging)
     daemon = Daemon(cfg)
 
+    def hard_exit() -> None:
+        log.error("still stopping %.0f s after the signal (a native call did not return); exiting now", HARD_EXIT_S)
+        logging.shutdown()
+        os._exit(1)
+
     def on_signal(signum: int, frame: object) -> None:
         log.info("received %s; stopping", signal.Signals(signum).name)
+        if not daemon.stop_event.is_set():
+            timer = threading.Timer(HARD_EXIT_S, hard_exit)
+            timer.daemon = True
+            timer.start()
         daemon.stop_event.set()
+        if daemon.loading:
+            raise _Interrupted()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
@@ -160,6 +215,8 @@ def run_daemon(cfg: Config) -> int:
         daemon.start()
         while not daemon.stop_event.wait(1.0):
             pass
+    except _Interrupted:
+        log.info("stopped while loading the voice")
     finally:
         daemon.stop()
         daemon.notifier.close()

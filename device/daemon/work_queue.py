@@ -1,9 +1,7 @@
-"""The bounded priority queue of speech jobs: alerts first, FIFO within a priority, cut-off of low ones."""
+"""The priority queue of speech jobs over the durable spool: alerts first, FIFO within a priority, cut-offs."""
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import logging
 import threading
 import time
@@ -11,10 +9,12 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from jetvox.device.daemon.messages import PRIORITIES
+from jetvox.device.daemon.spool import Row, Spool
 
 log = logging.getLogger(__name__)
 
 _RANK = {p: i for i, p in enumerate(PRIORITIES)}
+_RECORDED = ("id", "text", "priority", "output", "ttl_s", "volume", "length_scale", "source", "remember", "hermes")
 
 
 @dataclass(eq=False)
@@ -40,7 +40,7 @@ class Job:
     remember: bool = False
     """Persist the id once finished so a redelivery is recognised after a restart (sender-given ids)."""
     hermes: Any = None
-    """The HermesSay request, for ``sayFinished`` and ``playBytes``."""
+    """The HermesSay request as its JSON text, for ``sayFinished`` and ``playBytes``."""
     deliveries: list[Any] = field(default_factory=list)
     """MQTT deliveries to acknowledge once the job is finished."""
     received: float = field(default_factory=time.monotonic)
@@ -51,6 +51,10 @@ class Job:
     """Why the job was cut off."""
     finished: bool = False
     """Set once its final status is out and its deliveries are acknowledged."""
+    final: Optional[dict[str, Any]] = None
+    """Its final status, once spoken or dropped and before the broker confirmed it (a replay only re-sends it)."""
+    seq: int = -1
+    """Its row in the spool (-1 before it is spooled)."""
 
     @property
     def rank(self) -> int:
@@ -63,29 +67,48 @@ class Job:
         """True if the job waited longer than its TTL."""
         return self.ttl_s > 0 and self.age(now) > self.ttl_s
 
+    def to_record(self) -> dict[str, Any]:
+        """What the spool keeps of the job."""
+        return {name: getattr(self, name) for name in _RECORDED}
+
+    @classmethod
+    def from_row(cls, row: Row) -> "Job":
+        """The job a spool row holds; its age counts from when it was accepted, across restarts."""
+        fields = {name: row.job[name] for name in _RECORDED if name in row.job}
+        received = time.monotonic() - max(0.0, time.time() - row.received)
+        return cls(**fields, received=received, final=row.final, seq=row.seq)
+
 
 class WorkQueue:
-    """Thread-safe bounded priority queue; the worker marks the job it speaks with ``start``/``finish``."""
+    """Thread-safe priority queue whose contents live in the spool; the worker marks the job it speaks.
 
-    def __init__(self, max_items: int, alert_cuts_off: tuple[str, ...] = ("low",)) -> None:
-        """Create an empty queue.
+    Only jobs whose MQTT deliveries are still to be acknowledged (a fleet member's) are held in memory too;
+    everything else is read back from the spool when its turn comes.
+    """
+
+    def __init__(self, spool: Spool, alert_cuts_off: tuple[str, ...] = ("low",)) -> None:
+        """Create the queue over ``spool`` (which may hold messages from before a restart).
 
         Args:
-            max_items: most jobs waiting at once (the one being spoken is not counted).
+            spool: the durable store of accepted messages.
             alert_cuts_off: priorities of a job being spoken that an arriving alert cancels.
         """
-        self._max = max_items
+        self._spool = spool
         self._cuts = frozenset(alert_cuts_off)
-        self._heap: list[tuple[int, int, Job]] = []
-        self._by_id: dict[str, Job] = {}
-        self._seq = itertools.count()
+        self._live: dict[str, Job] = {}
+        self._taken: set[int] = set()
         self._cond = threading.Condition()
         self._current: Optional[Job] = None
         self._closed = False
 
     def __len__(self) -> int:
+        """Jobs waiting (the one being spoken is not counted)."""
         with self._cond:
-            return len(self._heap)
+            return max(0, len(self._spool) - len(self._taken))
+
+    @property
+    def spool(self) -> Spool:
+        return self._spool
 
     @property
     def current(self) -> Optional[Job]:
@@ -93,13 +116,21 @@ class WorkQueue:
         with self._cond:
             return self._current
 
-    def put(self, job: Job) -> bool:
-        """Queue ``job``; False (and nothing queued) when the queue is full or closed."""
+    def put(self, job: Job, acked: bool = True, delivery: Optional[str] = None) -> bool:
+        """Spool ``job`` durably; False (nothing stored) when the spool is full or the queue closed.
+
+        Args:
+            job: the job.
+            acked: its delivery is acknowledged now (False: a fleet member's, acknowledged when finished).
+            delivery: key of the MQTT delivery it came in, to recognise a resend after a restart.
+        """
         with self._cond:
-            if self._closed or len(self._heap) >= self._max:
+            if self._closed:
                 return False
-            heapq.heappush(self._heap, (-job.rank, next(self._seq), job))
-            self._by_id[job.id] = job
+            if not self._spool.add(job.id, job.rank, time.time() - job.age(), job.to_record(), acked, delivery):
+                return False
+            if not acked:
+                self._live[job.id] = job
             current = self._current
             if job.priority == "alert" and current is not None and current.priority in self._cuts:
                 current.cancel_reason = f"cut off by alert {job.id}"
@@ -112,15 +143,21 @@ class WorkQueue:
         """The most urgent, oldest job; None after ``timeout`` seconds or when closed."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            while not self._heap and not self._closed:
+            while True:
+                if self._closed:
+                    return None
+                row = self._spool.next(frozenset(self._taken))
+                if row is not None:
+                    break
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return None
                 self._cond.wait(left)
-            if self._closed:
-                return None
-            _, _, job = heapq.heappop(self._heap)
-            self._by_id.pop(job.id, None)
+            self._taken.add(row.seq)
+            job = self._live.get(row.id)
+            if job is None:
+                return Job.from_row(row)
+            job.seq, job.final = row.seq, row.final
             return job
 
     def start(self, job: Job) -> None:
@@ -129,25 +166,44 @@ class WorkQueue:
             self._current = job
 
     def finish(self, job: Job) -> None:
-        """The job being spoken is finished."""
+        """The job being spoken is no longer spoken (its final status follows with ``complete``)."""
         with self._cond:
             if self._current is job:
                 self._current = None
 
+    def record_final(self, job: Job, status: dict[str, Any]) -> None:
+        """Spool the job's final status before it is sent: a crash from here on re-sends it, never re-speaks."""
+        job.final = status
+        self._spool.set_final(job.id, status)
+
+    def complete(self, job: Job) -> None:
+        """The job's final status reached the broker: remove it from the spool, journalling its id."""
+        self._spool.finish(job.id, job.remember)
+        with self._cond:
+            self._taken.discard(job.seq)
+            self._live.pop(job.id, None)
+
+    def release(self, job: Job) -> None:
+        """Give a taken job back unfinished (the daemon stops): it waits in the spool for the next start."""
+        with self._cond:
+            self._taken.discard(job.seq)
+
     def find(self, msg_id: str) -> Optional[Job]:
-        """The waiting or current job with this id."""
+        """The waiting or current job with this id that still has deliveries to acknowledge."""
         with self._cond:
             if self._current is not None and self._current.id == msg_id:
                 return self._current
-            return self._by_id.get(msg_id)
+            return self._live.get(msg_id)
+
+    def waiting(self, msg_id: str) -> bool:
+        """True if a job with this id is spooled and not finished."""
+        return self._spool.has(msg_id)
 
     def close(self) -> list[Job]:
-        """Stop handing out jobs; returns those still waiting (they stay unacknowledged at the broker)."""
+        """Stop handing out jobs; returns the in-memory ones left (they stay unacknowledged at the broker)."""
         with self._cond:
             self._closed = True
-            left = [job for _, _, job in sorted(self._heap)]
-            self._heap.clear()
-            self._by_id.clear()
+            left = [job for job in self._live.values() if job is not self._current]
             self._cond.notify_all()
             return left
 

@@ -130,6 +130,10 @@ class SynthesisWorker(threading.Thread):
         self._notifier.watchdog()
 
     def _handle(self, job: Job) -> None:
+        if job.final is not None:  # spoken before a restart; only its final status was not confirmed
+            log.info("message %s was finished before the restart; re-sending its final status", job.id)
+            self._book.finish(job, Status.from_dict(job.final), tick=self._tick, stop=self._halt)
+            return
         if job.expired():
             reason = f"expired: waited {job.age():.1f} s, ttl_s is {job.ttl_s:g}"
             self._book.finish(job, Status(id=job.id, state="dropped", reason=reason), tick=self._tick, stop=self._halt)
@@ -138,6 +142,7 @@ class SynthesisWorker(threading.Thread):
         try:
             status, mids = self._attempt(job)
         except _Stopping:
+            self._queue.release(job)
             return
         finally:
             self._queue.finish(job)
