@@ -77,6 +77,15 @@ class Probe:
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
         info.wait_for_publish(10)
 
+    def publish_many(self, topic: str, payloads: list[bytes | str], qos: int = 1, timeout: float = 120.0) -> None:
+        """Publish every payload at once (paho queues them), then wait until the broker has each."""
+        infos = [self._client.publish(topic, p, qos=qos) for p in payloads]
+        deadline = time.monotonic() + timeout
+        for info in infos:
+            info.wait_for_publish(max(0.1, deadline - time.monotonic()))
+            if not info.is_published():
+                raise AssertionError(f"the broker did not take message {info.mid} within {timeout:.0f} s")
+
     def wait_for(self, predicate: Callable[[], bool], timeout: float = WAIT_S, what: str = "condition") -> None:
         with self._cond:
             if not self._cond.wait_for(predicate, timeout):
@@ -179,8 +188,19 @@ class DaemonProcess:
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout)
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-6000:] if self.log_path.exists() else ""
+    def log(self, whole: bool = False) -> str:
+        if not self.log_path.exists():
+            return ""
+        text = self.log_path.read_text(errors="replace")
+        return text if whole else text[-6000:]
+
+    def rss_kib(self) -> int:
+        """Resident memory of the daemon process, in KiB."""
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise AssertionError("no VmRSS")
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

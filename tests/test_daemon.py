@@ -294,3 +294,69 @@ def test_bench_publish_to_first_chunk(state_dir: Path) -> None:
 
     ms = measure_publish_to_first_chunk(config.load(state_dir=str(state_dir)), ["Door open.", "Battery low."])
     assert len(ms) == 2 and all(0 < m < 30000 for m in ms), ms
+
+
+SLOW_LOAD = """
+import hashlib, sys, time
+import jetvox.device.daemon.service as service
+def slow_load(cfg):
+    if sys.argv[1] == "python":
+        time.sleep(600)  # a load that takes long in Python code: the signal interrupts it
+    else:
+        hashlib.pbkdf2_hmac("sha256", b"x", b"y", 10**9)  # stuck in native code that never looks at signals
+service.load_voice = slow_load
+from jetvox.device.cli import main
+sys.exit(main(["serve", "--config", sys.argv[2]]))
+"""
+
+
+@pytest.mark.parametrize("where", ["python", "native"])
+def test_sigterm_while_the_voice_loads_stops_within_10_s(where: str, broker: Mosquitto, state_dir: Path,
+                                                         tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    import yaml
+
+    cfg = tmp_path / "jetvox.yaml"
+    cfg.write_text(yaml.safe_dump(daemon_settings(state_dir, broker)))
+    log_path = tmp_path / "daemon.log"
+    with open(log_path, "wb") as log_file:
+        proc = subprocess.Popen([sys.executable, "-c", SLOW_LOAD, where, str(cfg)], stdout=log_file,
+                                stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while b"logging to" not in log_path.read_bytes() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(20)
+        took = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    log = log_path.read_text()
+    assert took < 10, f"SIGTERM took {took:.1f} s: {log}"
+    if where == "python":
+        assert rc == 0 and "stopped while loading the voice" in log, log
+    else:  # the hard exit after 9 s
+        assert rc == 1 and "still stopping 9 s after the signal" in log, log
+    assert "Traceback" not in log, log
+
+
+def test_an_unwritable_state_dir_is_a_clear_config_error(tmp_path: Path, broker: Mosquitto) -> None:
+    import subprocess
+    import sys
+
+    import yaml
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    cfg = tmp_path / "jetvox.yaml"
+    cfg.write_text(yaml.safe_dump(daemon_settings(blocker / "state", broker)))
+    run = subprocess.run([sys.executable, "-m", "jetvox.device.cli", "serve", "--config", str(cfg)],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2, run.stderr
+    assert "config error: state_dir: cannot write" in run.stderr and "Traceback" not in run.stderr, run.stderr

@@ -122,3 +122,68 @@ def test_tls_client_certificate_and_password(tls_broker: Mosquitto, probe_factor
     assert not wrong.wait_connected(2)
     assert "refused" in (wrong.last_error or "")
     wrong.stop()
+
+
+def failing(cfg: MqttConfig, client_id: str = "jetvox-fail") -> str:
+    """Connect with ``cfg``, which must fail: the reason the intake gives."""
+    conn = MqttIntake(cfg, client_id, "t/availability", ["t/say"], Inbox())
+    conn.start()
+    try:
+        assert not conn.wait_connected(3)
+        deadline = time.monotonic() + 10
+        while conn.last_error is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return conn.last_error or ""
+    finally:
+        conn.stop()
+
+
+def test_tls_and_login_failures_name_their_cause(tls_broker: Mosquitto, tmp_path: Path) -> None:
+    pki: Path = tls_broker.pki  # type: ignore[attr-defined]
+    other = tmp_path / "other-ca"
+    other.mkdir()
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=some other CA",
+            "-keyout", "ca.key", "-out", "ca.pem", cwd=other)
+    common = dict(certfile=pki / "client.pem", keyfile=pki / "client.key", username="jetvox", password="s3cret",
+                  reconnect_min_s=0.2, reconnect_max_s=1.0)
+    wrong_ca = failing(MqttConfig(broker=f"mqtts://127.0.0.1:{tls_broker.port}", ca_certs=other / "ca.pem",
+                                  **common))  # type: ignore[arg-type]
+    assert f"cannot connect to 127.0.0.1:{tls_broker.port}: TLS: certificate verify failed" in wrong_ca, wrong_ca
+    assert "unknown CA" in wrong_ca, wrong_ca
+    # the server's certificate names 127.0.0.1 only
+    wrong_name = failing(MqttConfig(broker=f"mqtts://localhost:{tls_broker.port}", ca_certs=pki / "ca.pem",
+                                    **common))  # type: ignore[arg-type]
+    assert "host name mismatch" in wrong_name, wrong_name
+    wrong_password = failing(MqttConfig(broker=f"mqtts://127.0.0.1:{tls_broker.port}", ca_certs=pki / "ca.pem",
+                                        **{**common, "password": "nope"}))  # type: ignore[arg-type]
+    assert "broker refused the connection" in wrong_password and "password" in wrong_password.lower(), wrong_password
+
+
+def test_unreachable_broker_names_host_port_and_the_socket_error() -> None:
+    from devtools.mosquitto import free_port
+
+    port = free_port()  # nothing listens there
+    reason = failing(MqttConfig(broker=f"mqtt://127.0.0.1:{port}", reconnect_min_s=0.2, reconnect_max_s=1.0))
+    assert reason.startswith(f"cannot connect to 127.0.0.1:{port}: Connection refused (errno 111)"), reason
+
+
+def test_a_refused_subscription_is_an_error_and_not_ready(broker: Mosquitto,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    # mosquitto 2.0.11 grants every subscription and applies its ACL on delivery, so a real refusal cannot be had
+    # from it: the SUBACK is paho's own object with the code brokers that check (0x87, Not authorized) send.
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.reasoncodes import ReasonCode
+
+    cfg = MqttConfig(broker=broker.url, username="reader", reconnect_min_s=0.2, reconnect_max_s=30.0)
+    conn = MqttIntake(cfg, "jetvox-acl", "t/availability", ["t/say"], Inbox())
+    conn._up, conn._sub_mid = True, 7
+    refused = ReasonCode(PacketTypes.SUBACK, identifier=0x87)
+    conn._on_subscribe(conn._client, None, 7, [refused], None)
+    assert not conn.connected.is_set() and not conn.ever_connected.is_set()
+    assert conn.last_error == "broker refused the subscription to t/say (Not authorized)"
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert any("check the broker's ACL for user reader" in m for m in errors), errors
+    granted = ReasonCode(PacketTypes.SUBACK, identifier=1)
+    conn._on_subscribe(conn._client, None, 7, [granted], None)
+    assert conn.connected.is_set()
+    conn._stopping = True

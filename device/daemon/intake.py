@@ -44,6 +44,11 @@ class Delivery:
     """Monotonic arrival time."""
 
 
+def _quiet_paho(record: logging.LogRecord) -> bool:
+    """Drop paho's "Client is not connected" ERROR after each failed attempt: ``_on_connect_fail`` names the cause."""
+    return not str(record.msg).startswith("Client is not connected")
+
+
 def _paho_client(cfg: MqttConfig, client_id: str, availability_topic: str, v5: bool, tls: bool) -> mqtt.Client:
     """A paho client with manual acks, a persistent session, the last will, credentials and TLS from ``cfg``."""
     kwargs: dict[str, object] = {
@@ -55,7 +60,9 @@ def _paho_client(cfg: MqttConfig, client_id: str, availability_topic: str, v5: b
     if not v5:
         kwargs["clean_session"] = False
     client = mqtt.Client(**kwargs)  # type: ignore[arg-type]
-    client.enable_logger(logging.getLogger(__name__ + ".paho"))
+    paho_log = logging.getLogger(__name__ + ".paho")
+    paho_log.addFilter(_quiet_paho)
+    client.enable_logger(paho_log)
     client.reconnect_delay_set(cfg.reconnect_min_s, cfg.reconnect_max_s)  # type: ignore[arg-type]
     client.will_set(availability_topic, b"offline", qos=1, retain=True)
     if cfg.username is not None:
@@ -167,8 +174,13 @@ class MqttIntake:
     def _on_connect(self, client: mqtt.Client, userdata: object, flags: mqtt.ConnectFlags,
                     reason_code: mqtt.ReasonCode, properties: Optional[Properties]) -> None:
         if reason_code.is_failure:
-            self.last_error = f"broker refused the connection: {reason_code}"
-            log.error("%s (retrying)", self.last_error)
+            hint = ""
+            if str(reason_code) in ("Not authorized", "Bad user name or password"):
+                hint = f" (check mqtt.username ({self._cfg.username or 'none given'}) and its password)"
+            error = f"broker refused the connection: {reason_code}{hint}"
+            level = logging.DEBUG if error == self.last_error else logging.ERROR
+            self.last_error = error
+            log.log(level, "%s (retrying)", error)
             return
         with self._ack_lock:
             self._generation += 1

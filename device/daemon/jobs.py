@@ -134,7 +134,10 @@ class JobBook:
             return
         if job.remember and self._repeated(job, d):
             return
-        if not self._queue.put(job, acked=self._ack_early, delivery=key):
+        def announce(waiting: int) -> None:
+            self.publish_status(Status(id=job.id, state="queued", priority=job.priority, queue_length=waiting))
+
+        if not self._queue.put(job, acked=self._ack_early, delivery=key, announce=announce):
             if self._queue.closed:  # shutting down: leave it at the broker
                 return
             reason = f"spool is full ({self._cfg.queue.max_queued} messages waiting, queue.max_queued)"
@@ -146,7 +149,6 @@ class JobBook:
             self._ack([d])
         else:
             self._attach(job, d)
-        self.publish_status(Status(id=job.id, state="queued", priority=job.priority, queue_length=len(self._queue)))
 
     def _repeated(self, job: Job, d: Delivery) -> bool:
         """Answer a sender-given id that is finished or waiting already (True: handled, not queued again)."""

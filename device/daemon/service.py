@@ -9,7 +9,7 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import Optional
+from typing import NoReturn, Optional
 
 from jetvox.device.config import Config, ConfigError
 from jetvox.device.daemon.cache import AudioCache
@@ -189,26 +189,49 @@ def _check_writable(directory: Path) -> None:
         raise ConfigError(f"state_dir: cannot write {directory}: {exc.strerror or exc}") from None
 
 
+def _arm_hard_exit(stop: threading.Event) -> None:
+    """Exit within ``HARD_EXIT_S`` of a stop signal, even while the main thread is stuck in native code.
+
+    Python runs signal handlers only between bytecodes; the C-level handler writes the signal number to the
+    wakeup fd at once, and this thread (which does not need the main thread) starts the clock from there.
+    """
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+
+    def watch() -> None:
+        while True:
+            try:
+                signums = os.read(read_fd, 64)
+            except OSError:  # pragma: no cover
+                return
+            if any(n in (signal.SIGTERM, signal.SIGINT) for n in signums):
+                stop.set()
+                _exit_after(HARD_EXIT_S)
+
+    threading.Thread(target=watch, name="jetvox-hard-exit", daemon=True).start()
+
+
+def _exit_after(seconds: float) -> NoReturn:
+    """Sleep, then end the process: the clean stop did not finish in time (a clean exit comes first)."""
+    time.sleep(seconds)
+    log.error("still stopping %.0f s after the signal (a native call did not return); exiting now", seconds)
+    logging.shutdown()
+    os._exit(1)
+
+
 def run_daemon(cfg: Config) -> int:
     """Run until SIGTERM or SIGINT; the process exit code (non-zero makes systemd restart it)."""
     setup_logging(cfg.logging)
     daemon = Daemon(cfg)
 
-    def hard_exit() -> None:
-        log.error("still stopping %.0f s after the signal (a native call did not return); exiting now", HARD_EXIT_S)
-        logging.shutdown()
-        os._exit(1)
-
     def on_signal(signum: int, frame: object) -> None:
         log.info("received %s; stopping", signal.Signals(signum).name)
-        if not daemon.stop_event.is_set():
-            timer = threading.Timer(HARD_EXIT_S, hard_exit)
-            timer.daemon = True
-            timer.start()
         daemon.stop_event.set()
         if daemon.loading:
             raise _Interrupted()
 
+    _arm_hard_exit(daemon.stop_event)
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:

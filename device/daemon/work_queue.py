@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from jetvox.device.daemon.messages import PRIORITIES
 from jetvox.device.daemon.spool import Row, Spool
@@ -104,7 +104,10 @@ class WorkQueue:
     def __len__(self) -> int:
         """Jobs waiting (the one being spoken is not counted)."""
         with self._cond:
-            return max(0, len(self._spool) - len(self._taken))
+            return max(0, self._spool_len() - len(self._taken))
+
+    def _spool_len(self) -> int:
+        return len(self._spool)
 
     @property
     def spool(self) -> Spool:
@@ -116,13 +119,16 @@ class WorkQueue:
         with self._cond:
             return self._current
 
-    def put(self, job: Job, acked: bool = True, delivery: Optional[str] = None) -> bool:
+    def put(self, job: Job, acked: bool = True, delivery: Optional[str] = None,
+            announce: Optional[Callable[[int], None]] = None) -> bool:
         """Spool ``job`` durably; False (nothing stored) when the spool is full or the queue closed.
 
         Args:
             job: the job.
             acked: its delivery is acknowledged now (False: a fleet member's, acknowledged when finished).
             delivery: key of the MQTT delivery it came in, to recognise a resend after a restart.
+            announce: called with the number waiting once it is stored and before the worker can take it
+                (the ``queued`` status goes out before ``started``).
         """
         with self._cond:
             if self._closed:
@@ -131,6 +137,8 @@ class WorkQueue:
                 return False
             if not acked:
                 self._live[job.id] = job
+            if announce is not None:
+                announce(max(0, self._spool_len() - len(self._taken)))
             current = self._current
             if job.priority == "alert" and current is not None and current.priority in self._cuts:
                 current.cancel_reason = f"cut off by alert {job.id}"
