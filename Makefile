@@ -5,13 +5,14 @@ PY     := $(VENV)/bin/python
 JETVOX := $(VENV)/bin/jetvox
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast provision bench bench-mqtt typecheck verify-device fp16-evidence install distill distill-gan clean help
+.PHONY: setup demo test test-fast provision bench bench-mqtt soak typecheck verify-device fp16-evidence install distill distill-gan clean help
 
 help:
 	@echo "make demo   - set up, provision the default voice, speak a sample (demo.wav)"
 	@echo "make test   - set up, run the whole test suite"
 	@echo "make bench  - jetvox bench beside piper-tts"
 	@echo "make bench-mqtt - MQTT publish to first PCM chunk through a private broker"
+	@echo "make soak   - an hour of mixed traffic with broker and daemon kills (SOAK_MINUTES=60); not in CI"
 
 setup: $(STAMP)
 
@@ -92,6 +93,12 @@ bench: provision
 # MQTT publish to first PCM chunk through a private mosquitto and an in-process daemon (a dev tool).
 bench-mqtt: provision
 	$(PY) -m devtools.bench_mqtt
+
+# One hour (SOAK_MINUTES) of mixed MQTT traffic against `jetvox serve` on a private mosquitto, the broker and the
+# daemon killed with -9 every few minutes; prints messages sent, spoken, doubled, lost and memory over time.
+SOAK_MINUTES ?= 60
+soak: provision
+	$(PY) -m devtools.soak --minutes $(SOAK_MINUTES)
 
 # Type-check every module (no GPU needed); also part of `make test`.
 typecheck: setup
