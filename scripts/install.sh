@@ -49,6 +49,7 @@ install -d -m 0755 "$DESTDIR$PREFIX/src"
 tar -C "$SRC" \
   --exclude=./.venv --exclude=./.git --exclude='*.egg-info' --exclude=__pycache__ \
   --exclude=./.pytest_cache --exclude=./.mypy_cache --exclude=./.ruff_cache --exclude=./demo.wav --exclude=./shared \
+  --exclude=./provisioning/distill/results \
   -cf - . | tar -C "$DESTDIR$PREFIX/src" -xf -
 
 # 3. The venv. On a Jetson, TensorRT and pycuda come from JetPack's system packages: let the venv see them.

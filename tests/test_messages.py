@@ -119,3 +119,12 @@ def test_topics() -> None:
     assert t.availability == "jetvox/box/availability"
     assert t.play_bytes("m1") == "hermes/audioServer/hall/playBytes/m1"
     assert Topics(prefix="p").say_filter == "p/say"
+
+
+def test_every_hostile_payload_is_a_payload_error() -> None:
+    from tests.hostile import SAY_INVALID
+
+    for payload in SAY_INVALID:
+        with pytest.raises(PayloadError) as err:
+            SayRequest.from_payload(payload)
+        assert len(err.value.reason) < 300, err.value.reason  # no flood in the status or the log

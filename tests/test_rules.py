@@ -91,3 +91,23 @@ def test_several_rules_on_one_topic() -> None:
     assert [(h.rule, h.text, h.priority) for h in eng.evaluate("t/x", b"7")] == [(0, "a 7", "normal"),
                                                                                (1, "b 7", "alert")]
     assert eng.matches("t/y") and not eng.matches("s/x")
+
+
+def test_firing_times_are_bounded_across_endless_topics() -> None:
+    from jetvox.device.daemon import rules as rules_mod
+
+    now = [0.0]
+    engine = RuleEngine((SensorRule(topic="s/+/t", template="{value}", min_interval_s=60.0),), clock=lambda: now[0])
+    for i in range(rules_mod.MAX_REMEMBERED + 500):  # a + wildcard matching ever new topics
+        assert engine.evaluate(f"s/{i}/t", b"1")
+    assert len(engine) == rules_mod.MAX_REMEMBERED
+    now[0] = 61.0  # once the interval has passed, nothing needs remembering
+    engine.evaluate("s/new/t", b"1")
+    assert len(engine) == 1
+
+
+@pytest.mark.parametrize("payload", [b"9" * 400, b"7" * 5000, b'{"value": ' + b"9" * 400 + b"}",
+                                     b'{"value": ' + b"7" * 5000 + b"}", b"[" * 20000, b"NaN"])
+def test_hostile_readings_are_ignored_without_an_exception(payload: bytes) -> None:
+    engine = RuleEngine((SensorRule(topic="s/t", template="It is {value}.", above=30, min_interval_s=0),))
+    assert engine.evaluate("s/t", payload) == []
