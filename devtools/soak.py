@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import paho.mqtt.client as mqtt
 import yaml
@@ -130,6 +130,12 @@ def _publisher(port: int) -> mqtt.Client:
     return client
 
 
+def _crash(kill: Callable[[], object], start: Callable[[], object], down_s: float) -> None:
+    kill()
+    time.sleep(down_s)
+    start()
+
+
 def run(minutes: float, state_dir: Path, seed: int) -> int:
     rng = random.Random(seed)
     work = Path(tempfile.mkdtemp(prefix="jetvox-soak-"))
@@ -171,17 +177,13 @@ def run(minutes: float, state_dir: Path, seed: int) -> int:
             prio = rng.choices(["low", "normal", "high", "alert"], [2, 6, 2, 1])[0]
             sender.publish(f"{PREFIX}/say", json.dumps({"text": text, "id": msg_id, "priority": prio}), qos=1)
             tally.sent.append(msg_id)
-        if now >= next_broker_kill:
-            broker.kill()
+        if now >= next_broker_kill:  # kill -9, down 1 to 5 s
+            _crash(broker.kill, broker.start, rng.uniform(1, 5))
             tally.broker_kills += 1
-            time.sleep(rng.uniform(1, 5))
-            broker.start()
             next_broker_kill = now + rng.uniform(180, 300)
         if now >= next_daemon_kill:
-            daemon.kill9()
+            _crash(daemon.kill9, daemon.start, rng.uniform(0.5, 3))
             tally.daemon_kills += 1
-            time.sleep(rng.uniform(0.5, 3))
-            daemon.start()
             next_daemon_kill = now + rng.uniform(180, 300)
         if now >= next_rss:
             tally.rss.append(((now - start) / 60, daemon.incarnation, daemon.rss_kib()))
