@@ -360,3 +360,21 @@ def test_an_unwritable_state_dir_is_a_clear_config_error(tmp_path: Path, broker:
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 2, run.stderr
     assert "config error: state_dir: cannot write" in run.stderr and "Traceback" not in run.stderr, run.stderr
+
+
+def test_per_message_sentence_silence_is_exact_in_the_pcm(broker: Mosquitto, state_dir: Path,
+                                                          inproc_daemon: Callable, probe_factory: Callable) -> None:
+    probe = probe_factory(broker, [f"{PREFIX}/#"])
+    inproc_daemon(daemon_settings(state_dir, broker))
+    text = "The garage door is open. The kitchen light is on."
+    for msg_id, silence in (("quiet0", 0.0), ("quiet1", 1.25)):
+        say(probe, text, id=msg_id, sentence_silence=silence)
+    lengths = {}
+    for msg_id in ("quiet0", "quiet1"):
+        assert probe.final(msg_id).state == "done"
+        lengths[msg_id] = len(pcm(probe.audio(msg_id)))
+    # deterministic synthesis (noise 0): the only difference is the silence between the two sentences
+    assert abs((lengths["quiet1"] - lengths["quiet0"]) - 1.25 * 22050) <= 1, lengths
+    say(probe, text, id="too-long", sentence_silence=11)
+    bad = probe.final("too-long")
+    assert bad.state == "error" and "sentence_silence: must be between 0 and 10" in (bad.reason or ""), bad

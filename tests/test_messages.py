@@ -46,6 +46,8 @@ def test_json_payload_with_every_field() -> None:
         (b'{"text": "x", "ttl_s": true}', "ttl_s: expected a number"),
         (b'{"text": "x", "volume": 9}', "volume: must be between"),
         (b'{"text": "x", "length_scale": 0}', "length_scale: must be between"),
+        (b'{"text": "x", "sentence_silence": -0.1}', "sentence_silence: must be between 0 and 10"),
+        (b'{"text": "x", "sentence_silence": NaN}', "sentence_silence: expected a finite number"),
         (b'{"text": "x", "id": "a/b"}', "id: expected"),
         (b'{"text": "x", "id": 7}', "id: expected"),
         (b'{"text": "x", "id": ""}', "id: expected"),

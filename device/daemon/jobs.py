@@ -196,6 +196,7 @@ class JobBook:
                 ttl_s=cfg.queue.default_ttl_s if req.ttl_s is None else req.ttl_s,
                 volume=req.volume,
                 length_scale=req.length_scale,
+                sentence_silence=req.sentence_silence,
                 remember=req.id is not None,
                 received=d.received,
             )

@@ -121,6 +121,8 @@ class SayRequest:
     """Gain for this message (0 to 4)."""
     length_scale: Optional[float] = None
     """Speaking rate for this message: above 1 is slower (0.25 to 4)."""
+    sentence_silence: Optional[float] = None
+    """Seconds of silence between this message's sentences (0 to 10); None uses synthesis.sentence_silence_s."""
 
     @classmethod
     def from_json(cls, text: str | bytes, max_chars: int = 20000) -> "SayRequest":
@@ -135,6 +137,7 @@ class SayRequest:
             ttl_s=_number(data, "ttl_s", limits.TTL_S, msg_id),
             volume=_number(data, "volume", limits.VOLUME, msg_id),
             length_scale=_number(data, "length_scale", limits.LENGTH_SCALE, msg_id),
+            sentence_silence=_number(data, "sentence_silence", limits.SENTENCE_SILENCE_S, msg_id),
         )
 
     @classmethod

@@ -190,7 +190,8 @@ class SynthesisWorker(threading.Thread):
 
         Raises SynthesisError before any output opens when the text cannot be spoken.
         """
-        params = self._synth.params(length_scale=job.length_scale, volume=job.volume)
+        params = self._synth.params(length_scale=job.length_scale, volume=job.volume,
+                                    sentence_silence_s=job.sentence_silence)
         key = cached = None
         if self._cache is not None:
             key = cache_key(job.text, self._voice_id, params, self._cfg.synthesis)

@@ -61,6 +61,8 @@ class Params:
     """Duration noise."""
     volume: float
     """Gain on top of the voice's calibrated gain."""
+    sentence_silence_s: float = 0.2
+    """Silence after each sentence but the last."""
 
 
 def synthesizer_for(voice: Voice, cfg: Config) -> Synthesizer:
@@ -83,7 +85,7 @@ class Synthesizer:
         self.voice = voice
         self.cfg = cfg
         self.max_ids = max_ids or 4 * cfg.max_sentence_chars + 16
-        self.defaults = Params(cfg.length_scale, cfg.noise_scale, cfg.noise_w, cfg.volume)
+        self.defaults = Params(cfg.length_scale, cfg.noise_scale, cfg.noise_w, cfg.volume, cfg.sentence_silence_s)
         self.chunking = Chunking.of(cfg)
         # The acoustic model of sentence N+1 runs on this thread while sentence N is vocoded.
         self._ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jetvox-acoustic")
@@ -159,7 +161,7 @@ class Synthesizer:
         with self._lock:
             sr = self.voice.sample_rate
             gain = self.voice.gain * params.volume
-            silence = np.zeros(int(self.cfg.sentence_silence_s * sr), dtype=np.float32)
+            silence = np.zeros(int(round(params.sentence_silence_s * sr)), dtype=np.float32)
             pending: Future[np.ndarray] = self._ahead.submit(self.acoustic, sentences[0], params)
             index = 0
             for s in range(len(sentences)):
