@@ -96,6 +96,9 @@ class SynthesisConfig:
     """Sentences longer than this are split at commas or words."""
     max_text_chars: int = 20000
     """Longest text accepted for one request."""
+    max_voices: int = 2
+    """Most voices the daemon keeps loaded at once: the configured one and the most recently used others a
+    message asked for (``"voice"``); 1 loads another voice for its message only."""
 
 
 @dataclass(frozen=True)
@@ -367,6 +370,7 @@ def _check_ranges(cfg: Config) -> None:
         "queue.max_queued": (cfg.queue.max_queued, limits.SPOOL_MESSAGES),
         "engine.threads": (cfg.engine.threads, limits.THREADS),
         "mqtt.fleet_prefetch": (cfg.mqtt.fleet_prefetch, limits.FLEET_PREFETCH),
+        "synthesis.max_voices": (cfg.synthesis.max_voices, limits.MAX_VOICES),
     }
     for key, (value, bound) in bounded.items():
         problem = bound.problem(value)

@@ -79,3 +79,5 @@ SPOOL_MESSAGES = Bound(1, 10_000_000, integer=True)
 """Most messages waiting in the on-disk spool: ``queue.max_queued``."""
 FLEET_PREFETCH = Bound(1, 100, integer=True)
 """Messages a fleet member takes ahead of the one it speaks: ``mqtt.fleet_prefetch``."""
+MAX_VOICES = Bound(1, 16, integer=True)
+"""Voices a daemon keeps loaded at once: ``synthesis.max_voices``."""

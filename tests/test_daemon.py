@@ -378,3 +378,27 @@ def test_per_message_sentence_silence_is_exact_in_the_pcm(broker: Mosquitto, sta
     say(probe, text, id="too-long", sentence_silence=11)
     bad = probe.final("too-long")
     assert bad.state == "error" and "sentence_silence: must be between 0 and 10" in (bad.reason or ""), bad
+
+
+def test_a_message_may_choose_any_provisioned_voice(broker: Mosquitto, state_dir: Path, inproc_daemon: Callable,
+                                                     probe_factory: Callable) -> None:
+    probe = probe_factory(broker, [f"{PREFIX}/#"])
+    daemon = inproc_daemon(daemon_settings(state_dir, broker, synthesis={"noise_scale": 0.0, "noise_w": 0.0,
+                                                                         "max_voices": 2}))
+    text = "The front door is open."
+    say(probe, text, id="v-default")
+    say(probe, text, id="v-teacher", voice="en_US-joe-medium")
+    say(probe, text, id="v-again", voice="en_US-joe-medium")
+    say(probe, text, id="v-missing", voice="no-such-voice")
+    say(probe, text, id="v-bad", voice="../etc")
+    done = {m: probe.final(m) for m in ("v-default", "v-teacher", "v-again", "v-missing", "v-bad")}
+    assert (done["v-default"].state, done["v-default"].voice) == ("done", "joe-fast")
+    assert (done["v-teacher"].state, done["v-teacher"].voice) == ("done", "en_US-joe-medium")
+    assert (done["v-again"].state, done["v-again"].voice) == ("done", "en_US-joe-medium")
+    a, b = pcm(probe.audio("v-default")), pcm(probe.audio("v-teacher"))
+    assert len(a) != len(b) or not np.allclose(a, b), "two voices, the same audio"
+    assert done["v-missing"].state == "error"
+    assert "no-such-voice is not provisioned on this device (provisioned: en_US-joe-medium, joe-fast)" in (
+        done["v-missing"].reason or ""), done["v-missing"]
+    assert done["v-bad"].state == "error" and "voice: expected a voice name" in (done["v-bad"].reason or "")
+    assert daemon.worker.voices.loaded == ["joe-fast", "en_US-joe-medium"]  # kept for the next message

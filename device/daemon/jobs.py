@@ -22,6 +22,7 @@ from jetvox.device.daemon.messages import (
 )
 from jetvox.device.daemon.rules import RuleEngine
 from jetvox.device.daemon.spool import SpoolError
+from jetvox.device.daemon.voices import provisioned
 from jetvox.device.daemon.work_queue import Job, WorkQueue
 
 log = logging.getLogger(__name__)
@@ -188,6 +189,8 @@ class JobBook:
         limits = {"max_bytes": cfg.queue.max_payload_bytes, "max_chars": cfg.synthesis.max_text_chars}
         if d.topic == self._topics.say:
             req = SayRequest.from_payload(d.payload, **limits)
+            if req.voice is not None and (problem := provisioned(cfg, req.voice)) is not None:
+                raise PayloadError(f"voice: {problem}", req.id)
             return Job(
                 id=req.id or new_id(),
                 text=req.text,
@@ -197,6 +200,7 @@ class JobBook:
                 volume=req.volume,
                 length_scale=req.length_scale,
                 sentence_silence=req.sentence_silence,
+                voice=req.voice,
                 remember=req.id is not None,
                 received=d.received,
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from dataclasses import asdict, dataclass, field, fields
@@ -94,6 +95,20 @@ def _text(data: dict[str, Any], max_chars: int, msg_id: str | None) -> str:
     return text
 
 
+VOICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+"""What a voice name may look like (it names a folder under the state dir)."""
+
+
+def _voice(data: dict[str, Any], msg_id: str | None) -> Optional[str]:
+    value = data.get("voice")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not VOICE_NAME.match(value):
+        raise PayloadError(f"voice: expected a voice name (letters, digits, '.', '_', '-'), got {limits.show(value)}",
+                           msg_id)
+    return value
+
+
 def _given_id(data: dict[str, Any]) -> str | None:
     value = data.get("id")
     if value is None:
@@ -123,6 +138,8 @@ class SayRequest:
     """Speaking rate for this message: above 1 is slower (0.25 to 4)."""
     sentence_silence: Optional[float] = None
     """Seconds of silence between this message's sentences (0 to 10); None uses synthesis.sentence_silence_s."""
+    voice: Optional[str] = None
+    """A provisioned voice to speak this message with; None uses the configured one."""
 
     @classmethod
     def from_json(cls, text: str | bytes, max_chars: int = 20000) -> "SayRequest":
@@ -138,6 +155,7 @@ class SayRequest:
             volume=_number(data, "volume", limits.VOLUME, msg_id),
             length_scale=_number(data, "length_scale", limits.LENGTH_SCALE, msg_id),
             sentence_silence=_number(data, "sentence_silence", limits.SENTENCE_SILENCE_S, msg_id),
+            voice=_voice(data, msg_id),
         )
 
     @classmethod
@@ -188,6 +206,8 @@ class Status:
     """Outputs that received the audio: ``speaker``, ``mqtt``, ``wav`` (done)."""
     speaker_error: Optional[str] = None
     """Why the speaker did not play it while another output did (done)."""
+    voice: Optional[str] = None
+    """The voice that spoke it (done)."""
     duplicate: Optional[bool] = None
     """True when this id was already finished (``done``) or is already waiting (``queued``): not spoken again."""
     ts: float = field(default_factory=time.time)

@@ -156,6 +156,8 @@ class Daemon:
                 log.warning("the synthesis worker did not stop within %.0f s", timeout)
         if self.intake is not None:
             self.intake.stop()
+        if self.worker is not None and not self.worker.is_alive():
+            self.worker.voices.close()  # voices loaded for messages (the configured one follows)
         if self.synth is not None:
             self.synth.close()
         if self.voice is not None:

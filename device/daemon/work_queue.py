@@ -14,8 +14,8 @@ from jetvox.device.daemon.spool import Row, Spool
 log = logging.getLogger(__name__)
 
 _RANK = {p: i for i, p in enumerate(PRIORITIES)}
-_RECORDED = ("id", "text", "priority", "output", "ttl_s", "volume", "length_scale", "sentence_silence", "source",
-             "remember", "hermes")
+_RECORDED = ("id", "text", "priority", "output", "ttl_s", "volume", "length_scale", "sentence_silence", "voice",
+             "source", "remember", "hermes")
 
 
 @dataclass(eq=False)
@@ -38,6 +38,8 @@ class Job:
     """Per-message speaking-rate override."""
     sentence_silence: Optional[float] = None
     """Per-message silence between sentences (seconds)."""
+    voice: Optional[str] = None
+    """Per-message voice (a provisioned one); None is the configured voice."""
     source: str = "say"
     """Where it came from: ``say``, ``hermes`` or ``rule``."""
     remember: bool = False

@@ -18,15 +18,11 @@ from jetvox.device.audio.outputs import (
 from jetvox.device.audio.pcm import from_pcm16
 from jetvox.device.audio.sinks import wav_bytes
 from jetvox.device.config import Config
-from jetvox.device.daemon.cache import (
-    AudioCache,
-    CachedAudio,
-    cache_key,
-    voice_identity,
-)
+from jetvox.device.daemon.cache import AudioCache, CachedAudio, cache_key
 from jetvox.device.daemon.jobs import JobBook
 from jetvox.device.daemon.messages import Status, Topics
 from jetvox.device.daemon.notify import Notifier
+from jetvox.device.daemon.voices import LoadedVoice, VoicePool
 from jetvox.device.daemon.work_queue import Job, WorkQueue
 from jetvox.device.synthesis.synthesizer import AudioChunk, SynthesisError, Synthesizer
 
@@ -82,9 +78,8 @@ class SynthesisWorker(threading.Thread):
         self._cache = cache
         self._halt = stop
         self._speaker = Speaker(cfg.audio)
-        voice = synth.voice
-        hashes = {role: entry.sha256 for role, entry in voice.manifest.models.items()}
-        self._voice_id = voice_identity(voice.name, hashes, voice.gain, voice.precision)
+        self.voices = VoicePool(cfg, synth)
+        """The configured voice and the few others messages asked for (this thread only)."""
         self._started_job: Optional[Job] = None
         self.crashed: Optional[BaseException] = None
         """The exception that killed the worker, if one did."""
@@ -184,21 +179,21 @@ class SynthesisWorker(threading.Thread):
         return not (self._halt.is_set() or job.cancel.is_set() or job.expired())
 
     def _audio_of(
-        self, job: Job
+        self, job: Job, voice: LoadedVoice
     ) -> tuple[Optional[str], Optional[CachedAudio], Optional[Iterator[AudioChunk]], Iterator[tuple[np.ndarray, bytes]]]:
         """(cache key, cached audio, synthesis stream, (float, PCM) chunks) of a job: from the cache, else synthesised.
 
         Raises SynthesisError before any output opens when the text cannot be spoken.
         """
-        params = self._synth.params(length_scale=job.length_scale, volume=job.volume,
+        params = voice.synth.params(length_scale=job.length_scale, volume=job.volume,
                                     sentence_silence_s=job.sentence_silence)
         key = cached = None
         if self._cache is not None:
-            key = cache_key(job.text, self._voice_id, params, self._cfg.synthesis)
+            key = cache_key(job.text, voice.identity, params, self._cfg.synthesis)
             cached = self._cache.get(key)
         if cached is not None:
             return key, cached, None, _from_cache(cached)
-        stream = self._synth.synthesize(job.text, params)
+        stream = voice.synth.synthesize(job.text, params)
         return key, None, stream, ((c.audio, c.pcm16()) for c in stream)
 
     def _play(
@@ -225,9 +220,16 @@ class SynthesisWorker(threading.Thread):
         return first_ms, pcm_chunks
 
     def _speak(self, job: Job) -> tuple[Status, list[int]]:
+        voice = self.voices.get(job.voice)
+        try:
+            return self._speak_with(job, voice)
+        finally:
+            self.voices.release(voice)
+
+    def _speak_with(self, job: Job, voice: LoadedVoice) -> tuple[Status, list[int]]:
         t0 = time.monotonic()
-        key, cached, stream, chunks = self._audio_of(job)
-        sample_rate = cached.sample_rate if cached is not None else self._synth.voice.sample_rate
+        key, cached, stream, chunks = self._audio_of(job, voice)
+        sample_rate = cached.sample_rate if cached is not None else voice.synth.voice.sample_rate
         targets = targets_of(job.output)
         try:
             utt = Utterance(job.id, targets, sample_rate, self._speaker, self._book.broker.publish,
@@ -260,6 +262,7 @@ class SynthesisWorker(threading.Thread):
             cached=cached is not None,
             outputs=result.outputs,
             speaker_error=result.speaker_error,
+            voice=voice.synth.voice.name,
         )
         return status, mids
 
