@@ -402,3 +402,20 @@ def test_a_message_may_choose_any_provisioned_voice(broker: Mosquitto, state_dir
         done["v-missing"].reason or ""), done["v-missing"]
     assert done["v-bad"].state == "error" and "voice: expected a voice name" in (done["v-bad"].reason or "")
     assert daemon.worker.voices.loaded == ["joe-fast", "en_US-joe-medium"]  # kept for the next message
+
+
+def test_a_20000_character_message_is_spoken_to_its_last_chunk(broker: Mosquitto, state_dir: Path,
+                                                               inproc_daemon: Callable, probe_factory: Callable) -> None:
+    probe = probe_factory(broker, [f"{PREFIX}/#"])
+    inproc_daemon(daemon_settings(state_dir, broker))
+    base = "Sensor {} reports that the washing machine has finished and the laundry is ready to hang up. "
+    text = "".join(base.format(i) for i in range(300))[:20000]
+    say(probe, text, id="novel", ttl_s=5)  # the TTL bounds the wait in the queue, not the speaking
+    done = probe.final("novel", timeout=600)
+    assert done.state == "done", done
+    chunks = probe.audio("novel")
+    assert len(chunks) == done.chunks
+    assert abs(len(pcm(chunks)) / 22050 - (done.audio_s or 0)) < 0.01
+    assert (done.audio_s or 0) > 600  # about 20 minutes of speech, all of it
+    tail = pcm(chunks[-1:])
+    assert float(np.sqrt(np.mean(tail**2))) > 0.005  # the last chunk holds the end of the speech, not silence

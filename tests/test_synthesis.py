@@ -136,3 +136,30 @@ def test_sentences_fit_the_acoustic_engine_profile() -> None:
     finally:
         synth.close()
         voice.close()
+
+
+def test_a_20000_character_text_starts_after_phonemising_its_first_sentence(synth: Synthesizer) -> None:
+    base = "The washing machine has finished its cycle and the laundry is ready to be hung up. "
+    text = (base * 300)[:20000]
+    calls = []
+    phonemizer = synth.voice.phonemizer
+    original = phonemizer.sentence_ids
+
+    def counting(sentence: str) -> list[int]:
+        calls.append(sentence)
+        return original(sentence)
+
+    phonemizer.sentence_ids = counting  # type: ignore[method-assign]
+    try:
+        stream = synth.synthesize(text)
+        first = next(stream)
+        assert first.index == 0 and len(calls) <= 2, len(calls)  # not the whole text before the first audio
+        stream.close()  # type: ignore[attr-defined]
+    finally:
+        phonemizer.sentence_ids = original  # type: ignore[method-assign]
+    assert len(synth.sentences(text)) > 200
+
+
+def test_nothing_speakable_anywhere_is_an_error_before_any_audio(synth: Synthesizer) -> None:
+    with pytest.raises(SynthesisError, match="nothing speakable"):
+        synth.synthesize("!!! ??? ... " * 50)

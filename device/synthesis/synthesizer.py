@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -105,16 +106,21 @@ class Synthesizer:
         A sentence whose ids exceed ``max_ids`` (the acoustic engine's profile) is split at word
         boundaries until every piece fits, so no engine is ever fed more than it was built for.
         """
+        out = list(self._pieces(text))
+        if not out:
+            raise SynthesisError(f"nothing speakable in the text: {text[:60]!r}")
+        return out
+
+    def _pieces(self, text: str) -> Iterator[tuple[str, list[int]]]:
+        """``pieces``, phonemised one sentence at a time as they are taken (validation happens first)."""
         if not isinstance(text, str) or not text.strip():
             raise SynthesisError("nothing to say: the text is empty")
         if len(text) > self.cfg.max_text_chars:
             raise SynthesisError(
                 f"text is {len(text)} characters; the limit is {self.cfg.max_text_chars} (synthesis.max_text_chars)"
             )
-        out = [piece for sentence in prepare(text, self.cfg.max_sentence_chars) for piece in self._fit(sentence)]
-        if not out:
-            raise SynthesisError(f"nothing speakable in the text: {text[:60]!r}")
-        return out
+        sentences = prepare(text, self.cfg.max_sentence_chars)
+        return (piece for sentence in sentences for piece in self._fit(sentence))
 
     def _fit(self, sentence: str) -> list[tuple[str, list[int]]]:
         ids = self.voice.phonemizer.sentence_ids(sentence)
@@ -152,29 +158,40 @@ class Synthesizer:
     def synthesize(self, text: str, params: Params | None = None) -> Iterator[AudioChunk]:
         """Speak ``text``: yields chunks as soon as each is vocoded.
 
-        Raises SynthesisError before yielding anything when the text cannot be spoken.
+        Only the first speakable sentence is phonemised before the first chunk; the others follow while
+        earlier ones are vocoded, so a long text starts as soon as a short one. Raises SynthesisError
+        before yielding anything when the text cannot be spoken.
         """
-        sentences = self.sentences(text)
-        return self._stream(sentences, params or self.defaults)
+        pieces = self._pieces(text)
+        first = next(pieces, None)
+        if first is None:
+            raise SynthesisError(f"nothing speakable in the text: {text[:60]!r}")
+        return self._stream(itertools.chain([first[1]], (ids for _, ids in pieces)), params or self.defaults)
 
-    def _stream(self, sentences: list[list[int]], params: Params) -> Iterator[AudioChunk]:
+    def _stream(self, sentences: Iterator[list[int]], params: Params) -> Iterator[AudioChunk]:
         with self._lock:
             sr = self.voice.sample_rate
             gain = self.voice.gain * params.volume
             silence = np.zeros(int(round(params.sentence_silence_s * sr)), dtype=np.float32)
-            pending: Future[np.ndarray] = self._ahead.submit(self.acoustic, sentences[0], params)
-            index = 0
-            for s in range(len(sentences)):
+            pending: Future[np.ndarray] = self._ahead.submit(self.acoustic, next(sentences), params)
+            upcoming = next(sentences, None)
+            index = s = 0
+            while True:
                 z = pending.result()
-                if s + 1 < len(sentences):
-                    pending = self._ahead.submit(self.acoustic, sentences[s + 1], params)
+                if upcoming is not None:  # its acoustic model runs while this sentence is vocoded
+                    pending = self._ahead.submit(self.acoustic, upcoming, params)
+                last_sentence = upcoming is None
                 for piece, is_last_piece in self.vocode_chunks(z):
                     audio = np.clip(piece * gain, -1.0, 1.0).astype(np.float32)
-                    final = is_last_piece and s == len(sentences) - 1
+                    final = is_last_piece and last_sentence
                     if is_last_piece and not final:
                         audio = np.concatenate([audio, silence])
                     yield AudioChunk(audio=audio, sample_rate=sr, sentence=s, index=index, last=final)
                     index += 1
+                if last_sentence:
+                    return
+                upcoming = next(sentences, None)  # phonemised while the acoustic model of the one before runs
+                s += 1
 
     def close(self) -> None:
         self._ahead.shutdown(wait=True, cancel_futures=True)
