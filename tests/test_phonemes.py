@@ -34,3 +34,28 @@ def test_phonemising_thousands_of_sentences_does_not_grow_memory() -> None:
     grown = rss_kib() - before
     # piper's phonemize selects the voice on each call: about 4 MB for these 3,000 sentences
     assert grown < 1024, f"{grown} KiB"
+
+
+def test_inline_phonemes_are_spoken_as_written_and_unknown_symbols_are_an_error() -> None:
+    import pytest
+
+    from jetvox.device.synthesis.synthesizer import SynthesisError, Synthesizer
+    from jetvox.device.voice.loader import load_voice
+    from tests.voicefix import voice_config
+
+    cfg = voice_config(voice__name="joe-fast")
+    with load_voice(cfg) as voice:
+        synth = Synthesizer(voice, cfg.synthesis)
+        try:
+            hello = "".join(voice.phonemizer.phonemes("hello")).strip(" .")
+            plain = synth.sentences("Say hello to the team at 3 pm.")
+            inline = synth.sentences(f"Say [[ {hello} ]] to the team at 3 pm.")
+            assert inline == plain  # espeak-ng's own phonemes for the word, written inline: the same ids
+            other = synth.sentences("Say [[ wˈɜːld ]] to the team at 3 pm.")
+            assert other != plain and len(other) == 1
+            # a phoneme span is not normalised and does not end a sentence: "." inside stays a symbol
+            assert len(synth.sentences("Call [[ dʒˈɛt.vɑks ]] now. Then stop.")) == 2
+            with pytest.raises(SynthesisError, match=r"the voice has no symbol '☃'"):
+                synth.synthesize("Say [[ h☃loʊ ]] now.")
+        finally:
+            synth.close()

@@ -145,9 +145,9 @@ def test_a_20000_character_text_starts_after_phonemising_its_first_sentence(synt
     phonemizer = synth.voice.phonemizer
     original = phonemizer.sentence_ids
 
-    def counting(sentence: str) -> list[int]:
+    def counting(sentence: str, inline: object = None) -> list[int]:
         calls.append(sentence)
-        return original(sentence)
+        return original(sentence, inline)  # type: ignore[arg-type]
 
     phonemizer.sentence_ids = counting  # type: ignore[method-assign]
     try:

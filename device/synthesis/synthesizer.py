@@ -15,6 +15,7 @@ from jetvox.device.audio.pcm import pcm16_bytes
 from jetvox.device.config import Config, SynthesisConfig
 from jetvox.device.synthesis.chunks import Chunking
 from jetvox.device.synthesis.feeds import acoustic_feeds
+from jetvox.device.text.inline import InlinePhonemes
 from jetvox.device.text.normalize import prepare
 from jetvox.device.voice.loader import Voice
 from jetvox.engines.errors import JetvoxError
@@ -119,11 +120,16 @@ class Synthesizer:
             raise SynthesisError(
                 f"text is {len(text)} characters; the limit is {self.cfg.max_text_chars} (synthesis.max_text_chars)"
             )
-        sentences = prepare(text, self.cfg.max_sentence_chars)
-        return (piece for sentence in sentences for piece in self._fit(sentence))
+        protected, inline = InlinePhonemes.protect(text)
+        unknown = inline.unknown(set(self.voice.phonemizer.id_map))
+        if unknown:
+            raise SynthesisError(f"[[ phonemes ]]: the voice has no symbol {', '.join(map(repr, unknown[:10]))}; "
+                                 "write espeak-ng IPA as `espeak-ng -q -x --ipa` prints it")
+        sentences = prepare(protected, self.cfg.max_sentence_chars)
+        return (piece for sentence in sentences for piece in self._fit(sentence, inline))
 
-    def _fit(self, sentence: str) -> list[tuple[str, list[int]]]:
-        ids = self.voice.phonemizer.sentence_ids(sentence)
+    def _fit(self, sentence: str, inline: InlinePhonemes | None = None) -> list[tuple[str, list[int]]]:
+        ids = self.voice.phonemizer.sentence_ids(sentence, inline)
         if len(ids) <= self.max_ids:
             return [(sentence, ids)] if ids else []
         words = sentence.split()
@@ -131,7 +137,7 @@ class Synthesizer:
             log.warning("a word of %d phoneme ids truncated to %d", len(ids), self.max_ids)
             return [(sentence, ids[: self.max_ids - 1] + ids[-1:])]
         half = len(words) // 2
-        return self._fit(" ".join(words[:half])) + self._fit(" ".join(words[half:]))
+        return self._fit(" ".join(words[:half]), inline) + self._fit(" ".join(words[half:]), inline)
 
     def voice_max_ids(self) -> int:
         """Most phoneme ids one acoustic call takes."""

@@ -8,6 +8,8 @@ import threading
 import unicodedata
 from typing import Mapping, Sequence
 
+from jetvox.device.text.inline import PLACEHOLDER, InlinePhonemes
+
 log = logging.getLogger(__name__)
 
 BOS, EOS, PAD = "^", "$", "_"
@@ -92,6 +94,25 @@ class Phonemizer:
             out.extend(group)
         return out
 
+    def _with_inline(self, sentence: str, inline: InlinePhonemes) -> list[str]:
+        out: list[str] = []
+        at = 0
+        for match in PLACEHOLDER.finditer(sentence):
+            for part in (self.phonemes(sentence[at:match.start()]) if sentence[at:match.start()].strip() else [],
+                         inline.spans.get(match.group(0), [])):
+                if part:
+                    if out and out[-1] != " ":
+                        out.append(" ")
+                    out.extend(part)
+            at = match.end()
+        rest = sentence[at:]
+        if rest.strip(" "):
+            tail = self.phonemes(rest)
+            if out and tail and tail[0] not in (" ", ".", ",", "!", "?", ";", ":"):
+                out.append(" ")
+            out.extend(tail)
+        return out
+
     def ids(self, phonemes: Sequence[str]) -> list[int]:
         """Phoneme ids with BOS, PAD between phonemes and EOS; unknown phonemes are skipped."""
         ids = list(self.id_map[BOS]) + list(self.id_map[PAD])
@@ -105,9 +126,18 @@ class Phonemizer:
         ids.extend(self.id_map[EOS])
         return ids
 
-    def sentence_ids(self, sentence: str) -> list[int]:
-        """Phoneme ids of one sentence; an empty list when nothing speakable remains."""
-        phonemes = [p for p in self.phonemes(sentence) if p in self.id_map]
+    def sentence_ids(self, sentence: str, inline: InlinePhonemes | None = None) -> list[int]:
+        """Phoneme ids of one sentence; an empty list when nothing speakable remains.
+
+        Args:
+            sentence: normalised text.
+            inline: ``[[ phonemes ]]`` spans whose placeholders the sentence holds (spoken as written).
+        """
+        if inline is None or not inline.spans or not PLACEHOLDER.search(sentence):
+            phonemes = self.phonemes(sentence)
+        else:
+            phonemes = self._with_inline(sentence, inline)
+        phonemes = [p for p in phonemes if p in self.id_map]
         if not any(p not in (" ", ".", ",", "!", "?", ";", ":") for p in phonemes):
             return []
         return self.ids(phonemes)
