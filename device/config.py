@@ -96,6 +96,9 @@ class SynthesisConfig:
     """Sentences longer than this are split at commas or words."""
     max_text_chars: int = 20000
     """Longest text accepted for one request."""
+    lexicon: Optional[Path] = None
+    """Pronunciation lexicon (YAML: ``words`` and ``patterns`` to a respelling or IPA), applied before
+    phonemisation in every path; reloaded when the file changes or on SIGHUP. See docs/daemon.md."""
     max_voices: int = 2
     """Most voices the daemon keeps loaded at once: the configured one and the most recently used others a
     message asked for (``"voice"``); 1 loads another voice for its message only."""

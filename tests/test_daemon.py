@@ -419,3 +419,34 @@ def test_a_20000_character_message_is_spoken_to_its_last_chunk(broker: Mosquitto
     assert (done.audio_s or 0) > 600  # about 20 minutes of speech, all of it
     tail = pcm(chunks[-1:])
     assert float(np.sqrt(np.mean(tail**2))) > 0.005  # the last chunk holds the end of the speech, not silence
+
+
+def test_the_lexicon_is_reread_on_sighup_and_a_broken_one_stops_the_start(broker: Mosquitto, state_dir: Path,
+                                                                          daemon_process: Callable,
+                                                                          probe_factory: Callable,
+                                                                          tmp_path: Path) -> None:
+    import signal
+
+    lexicon = tmp_path / "lexicon.yaml"
+    lexicon.write_text("words:\n  alpha: aa\n")
+    probe = probe_factory(broker, [f"{PREFIX}/#"])
+    d = daemon_process("lex", daemon_settings(state_dir, broker, synthesis={"lexicon": str(lexicon)}))
+    probe.wait_online(PREFIX)
+    say(probe, "Alpha.", id="lex1")
+    short = probe.final("lex1").audio_s or 0
+    stat = lexicon.stat()
+    lexicon.write_text("words:\n  alpha: 77\n")  # "seventy-seven": same size, same time stamp below
+    os_utime = __import__("os").utime
+    os_utime(lexicon, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # the same time stamp: only SIGHUP can tell
+    assert d.proc is not None
+    d.proc.send_signal(signal.SIGHUP)
+    time.sleep(0.5)
+    say(probe, "Alpha.", id="lex2")
+    longer = probe.final("lex2").audio_s or 0
+    assert longer > short + 0.2, (short, longer)
+    assert "received SIGHUP; reloading the pronunciation lexicon" in d.log()
+    lexicon.write_text("words:\n  alpha: {sey: x}\n")
+    bad = daemon_process("lexbad", daemon_settings(state_dir, broker, device_id="lexbad",
+                                                  synthesis={"lexicon": str(lexicon)}))
+    assert bad.proc is not None and bad.proc.wait(60) == 2
+    assert f"{lexicon}:2: alpha: unknown key 'sey'" in bad.log() and "Traceback" not in bad.log(), bad.log()

@@ -41,7 +41,8 @@ def load_config(args: argparse.Namespace, **extra: object) -> config_mod.Config:
 def _say(args: argparse.Namespace) -> int:
     from jetvox.device.cli.say import SayRequest, say
 
-    cfg = load_config(args, audio__device=args.device, engine__precision=args.precision)
+    cfg = load_config(args, audio__device=args.device, engine__precision=args.precision,
+                      synthesis__lexicon=str(args.lexicon) if args.lexicon else None)
     req = SayRequest(texts=_say_texts(args), wav=args.output, raw=args.raw,
                      length_scale=args.length_scale, volume=args.volume)
     return say(cfg, req)
@@ -93,6 +94,7 @@ def _add_device_commands(sub: argparse._SubParsersAction) -> None:
     sp.add_argument("--stdin", action="store_true", help="read lines from stdin, speaking each")
     sp.add_argument("--device", help="sounddevice output device (name or index)")
     sp.add_argument("--precision", choices=("auto", "fp32", "int8"), help="vocoder precision")
+    sp.add_argument("--lexicon", type=Path, metavar="FILE", help="pronunciation lexicon to try (YAML)")
     sp.add_argument("--length-scale", type=bounded(limits.LENGTH_SCALE), metavar="X",
                     help=f"speaking rate, above 1 is slower ({limits.LENGTH_SCALE.describe()})")
     sp.add_argument("--volume", type=bounded(limits.VOLUME), metavar="GAIN",

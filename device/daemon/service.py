@@ -234,8 +234,14 @@ def run_daemon(cfg: Config) -> int:
             raise _Interrupted()
 
     _arm_hard_exit(daemon.stop_event)
+    def on_hangup(signum: int, frame: object) -> None:
+        if daemon.worker is not None:
+            log.info("received SIGHUP; reloading the pronunciation lexicon")
+            daemon.worker.voices.reload_lexicons()
+
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, on_hangup)
     try:
         daemon.start()
         while not daemon.stop_event.wait(1.0):

@@ -83,6 +83,11 @@ class VoicePool:
         if loaded is not self.default and loaded not in self._others.values():
             loaded.close()
 
+    def reload_lexicons(self) -> None:
+        """Reload the pronunciation lexicon before the next message (SIGHUP; safe from a signal handler)."""
+        for loaded in (self.default, *self._others.values()):
+            loaded.synth.lexicon.reload()
+
     @property
     def loaded(self) -> list[str]:
         """Names of the voices loaded now, the configured one first."""

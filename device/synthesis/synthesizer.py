@@ -16,6 +16,7 @@ from jetvox.device.config import Config, SynthesisConfig
 from jetvox.device.synthesis.chunks import Chunking
 from jetvox.device.synthesis.feeds import acoustic_feeds
 from jetvox.device.text.inline import InlinePhonemes
+from jetvox.device.text.lexicon import LexiconFile
 from jetvox.device.text.normalize import prepare
 from jetvox.device.voice.loader import Voice
 from jetvox.engines.errors import JetvoxError
@@ -89,6 +90,8 @@ class Synthesizer:
         self.max_ids = max_ids or 4 * cfg.max_sentence_chars + 16
         self.defaults = Params(cfg.length_scale, cfg.noise_scale, cfg.noise_w, cfg.volume, cfg.sentence_silence_s)
         self.chunking = Chunking.of(cfg)
+        self.lexicon = LexiconFile(cfg.lexicon)
+        """The pronunciation lexicon, following its file."""
         # The acoustic model of sentence N+1 runs on this thread while sentence N is vocoded.
         self._ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jetvox-acoustic")
         self._lock = threading.Lock()
@@ -120,7 +123,7 @@ class Synthesizer:
             raise SynthesisError(
                 f"text is {len(text)} characters; the limit is {self.cfg.max_text_chars} (synthesis.max_text_chars)"
             )
-        protected, inline = InlinePhonemes.protect(text)
+        protected, inline = InlinePhonemes.protect(self.lexicon.current().apply(text))
         unknown = inline.unknown(set(self.voice.phonemizer.id_map))
         if unknown:
             raise SynthesisError(f"[[ phonemes ]]: the voice has no symbol {', '.join(map(repr, unknown[:10]))}; "
