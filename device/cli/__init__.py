@@ -44,7 +44,7 @@ def _say(args: argparse.Namespace) -> int:
     cfg = load_config(args, audio__device=args.device, engine__precision=args.precision,
                       synthesis__lexicon=str(args.lexicon) if args.lexicon else None)
     req = SayRequest(texts=_say_texts(args), wav=args.output, raw=args.raw,
-                     length_scale=args.length_scale, volume=args.volume)
+                     length_scale=args.length_scale, volume=args.volume, ssml=args.ssml)
     return say(cfg, req)
 
 
@@ -95,6 +95,7 @@ def _add_device_commands(sub: argparse._SubParsersAction) -> None:
     sp.add_argument("--device", help="sounddevice output device (name or index)")
     sp.add_argument("--precision", choices=("auto", "fp32", "int8"), help="vocoder precision")
     sp.add_argument("--lexicon", type=Path, metavar="FILE", help="pronunciation lexicon to try (YAML)")
+    sp.add_argument("--ssml", action="store_true", help="the text is SSML (text starting with <speak always is)")
     sp.add_argument("--length-scale", type=bounded(limits.LENGTH_SCALE), metavar="X",
                     help=f"speaking rate, above 1 is slower ({limits.LENGTH_SCALE.describe()})")
     sp.add_argument("--volume", type=bounded(limits.VOLUME), metavar="GAIN",

@@ -11,6 +11,7 @@ from typing import Iterator
 from jetvox.device.audio.sinks import AudioDeviceError, RawSink, Sink, SpeakerSink, WavSink
 from jetvox.device.config import Config
 from jetvox.device.synthesis.synthesizer import SynthesisError, synthesizer_for
+from jetvox.device.text import ssml
 from jetvox.device.voice.loader import load_voice
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,15 @@ class SayRequest:
     """Speaking-rate override."""
     volume: float | None = None
     """Volume override."""
+    ssml: bool = False
+    """Read the texts as SSML (texts that start with ``<speak`` always are)."""
+
+
+def _spans(text: str) -> list[ssml.Span]:
+    try:
+        return ssml.parse(text).spans
+    except ssml.SsmlError as exc:
+        raise SynthesisError(str(exc)) from None
 
 
 def _lines() -> Iterator[str]:
@@ -61,7 +71,11 @@ def say(cfg: Config, req: SayRequest) -> int:
         try:
             for text in req.texts if req.texts is not None else _lines():
                 try:
-                    for chunk in synth.synthesize(text, params):
+                    if req.ssml or ssml.is_ssml(text):
+                        chunks = synth.synthesize_spans(_spans(text), params)
+                    else:
+                        chunks = synth.synthesize(text, params)
+                    for chunk in chunks:
                         sink.write(chunk.audio)
                 except SynthesisError as exc:
                     if req.texts is not None:

@@ -23,6 +23,7 @@ from jetvox.device.daemon.messages import (
 from jetvox.device.daemon.rules import RuleEngine
 from jetvox.device.daemon.spool import SpoolError
 from jetvox.device.daemon.voices import provisioned
+from jetvox.device.text import ssml
 from jetvox.device.daemon.work_queue import Job, WorkQueue
 
 log = logging.getLogger(__name__)
@@ -135,8 +136,13 @@ class JobBook:
             return
         if job.remember and self._repeated(job, d):
             return
+        ignored = tuple(ssml.parse(job.text).ignored) if job.ssml else ()
+        if ignored:
+            log.warning("message %s: SSML not applied (its text is spoken): %s", job.id, ", ".join(ignored))
+
         def announce(waiting: int) -> None:
-            self.publish_status(Status(id=job.id, state="queued", priority=job.priority, queue_length=waiting))
+            self.publish_status(Status(id=job.id, state="queued", priority=job.priority, queue_length=waiting,
+                                       ignored=ignored or None))
 
         if not self._queue.put(job, acked=self._ack_early, delivery=key, announce=announce):
             if self._queue.closed:  # shutting down: leave it at the broker
@@ -189,8 +195,9 @@ class JobBook:
         limits = {"max_bytes": cfg.queue.max_payload_bytes, "max_chars": cfg.synthesis.max_text_chars}
         if d.topic == self._topics.say:
             req = SayRequest.from_payload(d.payload, **limits)
-            if req.voice is not None and (problem := provisioned(cfg, req.voice)) is not None:
-                raise PayloadError(f"voice: {problem}", req.id)
+            for name in ([req.voice] if req.voice else []) + (ssml_voices(req.text) if req.ssml else []):
+                if (problem := provisioned(cfg, name)) is not None:
+                    raise PayloadError(f"voice: {problem}", req.id)
             return Job(
                 id=req.id or new_id(),
                 text=req.text,
@@ -201,6 +208,7 @@ class JobBook:
                 length_scale=req.length_scale,
                 sentence_silence=req.sentence_silence,
                 voice=req.voice,
+                ssml=req.ssml,
                 remember=req.id is not None,
                 received=d.received,
             )
@@ -277,6 +285,11 @@ class JobBook:
         level = logging.WARNING if status.state == "dropped" else logging.INFO
         log.log(level, "message %s %s%s", job.id, status.state, f" ({status.reason})" if status.reason else "")
         return True
+
+
+def ssml_voices(text: str) -> list[str]:
+    """The voices an (already checked) SSML text names."""
+    return sorted({span.style.voice for span in ssml.parse(text).spans if span.style.voice})
 
 
 def _delivery_key(d: Delivery) -> str:

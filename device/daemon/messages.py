@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Optional
 
 from jetvox.device import limits
+from jetvox.device.text import ssml
 from jetvox.engines.errors import JetvoxError
 
 PRIORITIES = ("low", "normal", "high", "alert")
@@ -109,6 +110,21 @@ def _voice(data: dict[str, Any], msg_id: str | None) -> Optional[str]:
     return value
 
 
+def _ssml(data: dict[str, Any], msg_id: str | None) -> bool:
+    """Whether the message is SSML; PayloadError (line and column) when it is and cannot be parsed."""
+    flag = data.get("ssml")
+    if flag is not None and not isinstance(flag, bool):
+        raise PayloadError(f"ssml: expected true or false, got {limits.show(flag)}", msg_id)
+    text = data.get("text")
+    if not (flag or (flag is None and isinstance(text, str) and ssml.is_ssml(text))):
+        return False
+    try:
+        ssml.parse(str(text))
+    except ssml.SsmlError as exc:
+        raise PayloadError(str(exc), msg_id) from None
+    return True
+
+
 def _given_id(data: dict[str, Any]) -> str | None:
     value = data.get("id")
     if value is None:
@@ -140,6 +156,8 @@ class SayRequest:
     """Seconds of silence between this message's sentences (0 to 10); None uses synthesis.sentence_silence_s."""
     voice: Optional[str] = None
     """A provisioned voice to speak this message with; None uses the configured one."""
+    ssml: bool = False
+    """The text is SSML (``"ssml": true``, or text that starts with ``<speak``); checked on arrival."""
 
     @classmethod
     def from_json(cls, text: str | bytes, max_chars: int = 20000) -> "SayRequest":
@@ -156,6 +174,7 @@ class SayRequest:
             length_scale=_number(data, "length_scale", limits.LENGTH_SCALE, msg_id),
             sentence_silence=_number(data, "sentence_silence", limits.SENTENCE_SILENCE_S, msg_id),
             voice=_voice(data, msg_id),
+            ssml=_ssml(data, msg_id),
         )
 
     @classmethod
@@ -170,7 +189,7 @@ class SayRequest:
         text = _decode(payload, max_bytes)
         if text.lstrip().startswith("{"):
             return cls.from_json(text, max_chars)
-        return cls(text=_text({"text": text}, max_chars, None))
+        return cls(text=_text({"text": text}, max_chars, None), ssml=_ssml({"text": text}, None))
 
     def to_json(self) -> str:
         return json.dumps({k: v for k, v in asdict(self).items() if v is not None}, ensure_ascii=False)
@@ -208,6 +227,8 @@ class Status:
     """Why the speaker did not play it while another output did (done)."""
     voice: Optional[str] = None
     """The voice that spoke it (done)."""
+    ignored: Optional[tuple[str, ...]] = None
+    """SSML elements and attributes that were not applied, by name (queued): their text is still spoken."""
     duplicate: Optional[bool] = None
     """True when this id was already finished (``done``) or is already waiting (``queued``): not spoken again."""
     ts: float = field(default_factory=time.time)
@@ -219,8 +240,9 @@ class Status:
 
     def to_dict(self) -> dict[str, Any]:
         data = {k: v for k, v in asdict(self).items() if v is not None}
-        if "outputs" in data:
-            data["outputs"] = list(data["outputs"])
+        for key in ("outputs", "ignored"):
+            if key in data:
+                data[key] = list(data[key])
         return data
 
     def to_json(self) -> str:
@@ -229,8 +251,9 @@ class Status:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Status":
         data = dict(data)
-        if "outputs" in data:
-            data["outputs"] = tuple(data["outputs"])
+        for key in ("outputs", "ignored"):
+            if key in data:
+                data[key] = tuple(data[key])
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})  # newer daemons may add fields
 

@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 _RANK = {p: i for i, p in enumerate(PRIORITIES)}
 _RECORDED = ("id", "text", "priority", "output", "ttl_s", "volume", "length_scale", "sentence_silence", "voice",
-             "source", "remember", "hermes")
+             "ssml", "source", "remember", "hermes")
 
 
 @dataclass(eq=False)
@@ -40,6 +40,8 @@ class Job:
     """Per-message silence between sentences (seconds)."""
     voice: Optional[str] = None
     """Per-message voice (a provisioned one); None is the configured voice."""
+    ssml: bool = False
+    """The text is SSML."""
     source: str = "say"
     """Where it came from: ``say``, ``hermes`` or ``rule``."""
     remember: bool = False

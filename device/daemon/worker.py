@@ -25,6 +25,7 @@ from jetvox.device.daemon.notify import Notifier
 from jetvox.device.daemon.voices import LoadedVoice, VoicePool
 from jetvox.device.daemon.work_queue import Job, WorkQueue
 from jetvox.device.synthesis.synthesizer import AudioChunk, SynthesisError, Synthesizer
+from jetvox.device.text import ssml
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +194,11 @@ class SynthesisWorker(threading.Thread):
             cached = self._cache.get(key)
         if cached is not None:
             return key, cached, None, _from_cache(cached)
-        stream = voice.synth.synthesize(job.text, params)
+        if job.ssml:
+            spans = ssml.parse(job.text).spans
+            stream = voice.synth.synthesize_spans(spans, params, voices=lambda name: self.voices.get(name).synth)
+        else:
+            stream = voice.synth.synthesize(job.text, params)
         return key, None, stream, ((c.audio, c.pcm16()) for c in stream)
 
     def _play(

@@ -7,7 +7,7 @@ import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -18,6 +18,7 @@ from jetvox.device.synthesis.feeds import acoustic_feeds
 from jetvox.device.text.inline import InlinePhonemes
 from jetvox.device.text.lexicon import LexiconFile
 from jetvox.device.text.normalize import prepare
+from jetvox.device.text.ssml import Span
 from jetvox.device.voice.loader import Voice
 from jetvox.engines.errors import JetvoxError
 
@@ -202,6 +203,60 @@ class Synthesizer:
                 upcoming = next(sentences, None)  # phonemised while the acoustic model of the one before runs
                 s += 1
 
+    def synthesize_spans(self, spans: Sequence[Span], params: Params | None = None,
+                         voices: Callable[[str], "Synthesizer"] | None = None) -> Iterator[AudioChunk]:
+        """Speak SSML spans: each in its rate, volume and voice, each pause an exact silence after it.
+
+        Args:
+            spans: from ``ssml.parse``.
+            params: the message's parameters; a span's rate divides the length scale, its dB scale the volume.
+            voices: the synthesizer of another voice a span names (None: such spans use this voice).
+
+        Raises SynthesisError before yielding anything when no span can be spoken.
+        """
+        base = params or self.defaults
+        plans: list[tuple[Synthesizer, Params, Span]] = []
+        for span in spans:
+            synth = voices(span.style.voice) if (voices is not None and span.style.voice) else self
+            if synth.voice.sample_rate != self.voice.sample_rate:
+                raise SynthesisError(f"voice {synth.voice.name} speaks at {synth.voice.sample_rate} Hz, the "
+                                     f"message's at {self.voice.sample_rate} Hz: one message keeps one rate")
+            plans.append((synth, replace(base, length_scale=base.length_scale / span.style.rate,
+                                         volume=base.volume * 10 ** (span.style.volume_db / 20)), span))
+        first = next((i for i, (synth, _, span) in enumerate(plans) if span.text and synth.speakable(span.text)), None)
+        if first is None and not any(span.pause_s for span in spans):
+            raise SynthesisError("nothing speakable in the SSML")
+        return _relabel(self._spans(plans), self.voice.sample_rate)
+
+    def speakable(self, text: str) -> bool:
+        """True if ``text`` has a sentence to speak (cheap: stops at the first)."""
+        try:
+            return next(self._pieces(text), None) is not None
+        except SynthesisError:
+            return False
+
+    def _spans(self, plans: list[tuple["Synthesizer", Params, Span]]) -> Iterator[np.ndarray]:
+        sr = self.voice.sample_rate
+        for synth, params, span in plans:
+            if span.text and synth.speakable(span.text):
+                for chunk in synth.synthesize(span.text, params):
+                    yield chunk.audio
+            if span.pause_s > 0:
+                yield np.zeros(int(round(span.pause_s * sr)), dtype=np.float32)
+
     def close(self) -> None:
         self._ahead.shutdown(wait=True, cancel_futures=True)
+
+
+def _relabel(pieces: Iterator[np.ndarray], sample_rate: int) -> Iterator[AudioChunk]:
+    """Audio pieces as one stream of chunks: indices in order, ``last`` on the final one only."""
+    index = 0
+    previous: np.ndarray | None = None
+    for piece in pieces:
+        if previous is not None:
+            yield AudioChunk(audio=previous, sample_rate=sample_rate, sentence=0, index=index, last=False)
+            index += 1
+        previous = piece
+    if previous is not None:
+        yield AudioChunk(audio=previous, sample_rate=sample_rate, sentence=0, index=index, last=True)
 
