@@ -148,3 +148,25 @@ def test_ssml_over_mqtt(broker: Mosquitto, state_dir: Path, inproc_daemon: Calla
         assert st.state == "error" and fragment in (st.reason or ""), st
         assert not probe.audio(msg_id)
     probe.wait_for(lambda: sum(1 for s in probe.statuses() if s.state == "done") >= 3, 60, "the plain payload")
+
+
+@pytest.mark.slow
+def test_an_unknown_phoneme_in_any_span_fails_before_the_first_chunk(synth: Synthesizer) -> None:
+    from jetvox.device.synthesis.synthesizer import SynthesisError
+
+    spans = parse('<speak>Fine first. <prosody rate="slow">then <phoneme ph="h☃">x</phoneme></prosody></speak>').spans
+    with pytest.raises(SynthesisError, match="the voice has no symbol '☃'"):
+        synth.synthesize_spans(spans)
+
+
+@pytest.mark.slow
+def test_bench_runs_ssml_beside_plain_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from jetvox.device.cli import main
+    from tests.voicefix import provisioned_state_dir
+
+    assert main(["bench", "--json", "--limit", "2", "--systems", "jetvox-fp32,jetvox-ssml",
+                 "--state-dir", str(provisioned_state_dir())]) == 0
+    systems = json.loads(capsys.readouterr().out)["systems"]
+    assert list(systems) == ["jetvox-fp32", "jetvox-ssml"]
+    for plain, marked in zip(systems["jetvox-fp32"]["rows"], systems["jetvox-ssml"]["rows"]):
+        assert abs(plain["audio_s"] - marked["audio_s"]) < 0.25  # the same words, through the SSML path

@@ -117,7 +117,8 @@ def _add_device_commands(sub: argparse._SubParsersAction) -> None:
                     help="also score naturalness: DNSMOS P.808 and OVRL (speechmos, equal loudness, 16 kHz)")
     sp.add_argument("--repeat", type=int, default=1, help="runs per sentence (the median is kept)")
     sp.add_argument("--limit", type=int, help="only the first N sentences")
-    sp.add_argument("--systems", help="comma-separated systems to run (default: all available)")
+    sp.add_argument("--systems", help="comma-separated systems to run (default: all available; jetvox-ssml, "
+                                      "the configured voice with each sentence sent as SSML, only when named)")
     sp.set_defaults(handler=_bench)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import statistics
@@ -17,6 +18,7 @@ from jetvox.device.evaluation.naturalness import naturalness
 from jetvox.device.evaluation.quality import transcribe, word_error_rate
 from jetvox.device.evaluation.sentences import EVAL_SENTENCES
 from jetvox.device.synthesis.synthesizer import synthesizer_for
+from jetvox.device.text import ssml
 from jetvox.device.text.normalize import normalize
 from jetvox.device.voice import manifest as mf
 from jetvox.device.voice.loader import load_voice
@@ -104,13 +106,22 @@ class _Closer:
             fn()
 
 
-def _jetvox_system(cfg: Config, closer: _Closer, precision: str, voice_name: str | None = None) -> Stream:
+SSML_TEMPLATE = '<speak><s><prosody rate="100%" volume="+0dB">{}</prosody></s><break time="0ms"/></speak>'
+"""How ``jetvox-ssml`` sends each sentence: the same words, through the SSML parser and span synthesis."""
+
+
+def _jetvox_system(cfg: Config, closer: _Closer, precision: str, voice_name: str | None = None,
+                   as_ssml: bool = False) -> Stream:
     voice = load_voice(cfg, precision=precision, voice_name=voice_name)
     synth = synthesizer_for(voice, cfg)
     closer.items += [voice.close, synth.close]
 
     def stream(text: str) -> Iterator[np.ndarray]:
-        for chunk in synth.synthesize(text):
+        if as_ssml:
+            chunks = synth.synthesize_spans(ssml.parse(SSML_TEMPLATE.format(html.escape(text))).spans)
+        else:
+            chunks = synth.synthesize(text)
+        for chunk in chunks:
             yield chunk.audio
 
     return stream
@@ -157,6 +168,8 @@ def available_systems(
     if (companion and companion != cfg.voice.name and want(companion)
             and (mf.voice_dir(cfg.state_dir, companion) / mf.MANIFEST_NAME).is_file()):
         systems[companion] = _jetvox_system(cfg, closer, "auto", voice_name=companion)
+    if wanted and want("jetvox-ssml"):  # on request: the configured voice with each sentence sent as SSML
+        systems["jetvox-ssml"] = _jetvox_system(cfg, closer, "auto", as_ssml=True)
     if want("piper-tts"):
         systems["piper-tts"] = _piper_system(resolve_voice(teacher) if teacher else source)
     unknown = set(wanted) - set(systems)

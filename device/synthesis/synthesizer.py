@@ -124,13 +124,18 @@ class Synthesizer:
             raise SynthesisError(
                 f"text is {len(text)} characters; the limit is {self.cfg.max_text_chars} (synthesis.max_text_chars)"
             )
-        protected, inline = InlinePhonemes.protect(self.lexicon.current().apply(text))
+        protected, inline = self.check_inline(self.lexicon.current().apply(text))
+        sentences = prepare(protected, self.cfg.max_sentence_chars)
+        return (piece for sentence in sentences for piece in self._fit(sentence, inline))
+
+    def check_inline(self, text: str) -> tuple[str, InlinePhonemes]:
+        """``text`` with its ``[[ phonemes ]]`` set aside; SynthesisError naming symbols the voice lacks."""
+        protected, inline = InlinePhonemes.protect(text)
         unknown = inline.unknown(set(self.voice.phonemizer.id_map))
         if unknown:
             raise SynthesisError(f"[[ phonemes ]]: the voice has no symbol {', '.join(map(repr, unknown[:10]))}; "
                                  "write espeak-ng IPA as `espeak-ng -q -x --ipa` prints it")
-        sentences = prepare(protected, self.cfg.max_sentence_chars)
-        return (piece for sentence in sentences for piece in self._fit(sentence, inline))
+        return protected, inline
 
     def _fit(self, sentence: str, inline: InlinePhonemes | None = None) -> list[tuple[str, list[int]]]:
         ids = self.voice.phonemizer.sentence_ids(sentence, inline)
@@ -221,26 +226,35 @@ class Synthesizer:
             if synth.voice.sample_rate != self.voice.sample_rate:
                 raise SynthesisError(f"voice {synth.voice.name} speaks at {synth.voice.sample_rate} Hz, the "
                                      f"message's at {self.voice.sample_rate} Hz: one message keeps one rate")
+            synth.check_inline(span.text)  # every span's [[ phonemes ]] before the first chunk, not mid-stream
             plans.append((synth, replace(base, length_scale=base.length_scale / span.style.rate,
                                          volume=base.volume * 10 ** (span.style.volume_db / 20)), span))
-        first = next((i for i, (synth, _, span) in enumerate(plans) if span.text and synth.speakable(span.text)), None)
-        if first is None and not any(span.pause_s for span in spans):
+        started: dict[int, Iterator[AudioChunk]] = {}
+        for i, (synth, span_params, span) in enumerate(plans):  # the first speakable span starts now: errors first
+            if span.text:
+                try:
+                    started[i] = synth.synthesize(span.text, span_params)
+                    break
+                except SynthesisError:
+                    continue  # nothing speakable in this span (punctuation only, say)
+            if span.pause_s:
+                break
+        if not started and not any(span.pause_s for span in spans):
             raise SynthesisError("nothing speakable in the SSML")
-        return _relabel(self._spans(plans), self.voice.sample_rate)
+        return _relabel(self._spans(plans, started), self.voice.sample_rate)
 
-    def speakable(self, text: str) -> bool:
-        """True if ``text`` has a sentence to speak (cheap: stops at the first)."""
-        try:
-            return next(self._pieces(text), None) is not None
-        except SynthesisError:
-            return False
-
-    def _spans(self, plans: list[tuple["Synthesizer", Params, Span]]) -> Iterator[np.ndarray]:
+    def _spans(self, plans: list[tuple["Synthesizer", Params, Span]],
+               started: dict[int, Iterator[AudioChunk]]) -> Iterator[np.ndarray]:
         sr = self.voice.sample_rate
-        for synth, params, span in plans:
-            if span.text and synth.speakable(span.text):
-                for chunk in synth.synthesize(span.text, params):
-                    yield chunk.audio
+        for i, (synth, params, span) in enumerate(plans):
+            chunks = started.get(i)
+            if chunks is None and span.text:
+                try:
+                    chunks = synth.synthesize(span.text, params)
+                except SynthesisError:
+                    chunks = None  # nothing speakable in this span
+            for chunk in chunks or ():
+                yield chunk.audio
             if span.pause_s > 0:
                 yield np.zeros(int(round(span.pause_s * sr)), dtype=np.float32)
 
