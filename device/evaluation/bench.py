@@ -168,8 +168,8 @@ def available_systems(
     if (companion and companion != cfg.voice.name and want(companion)
             and (mf.voice_dir(cfg.state_dir, companion) / mf.MANIFEST_NAME).is_file()):
         systems[companion] = _jetvox_system(cfg, closer, "auto", voice_name=companion)
-    if wanted and want("jetvox-ssml"):  # on request: the configured voice with each sentence sent as SSML
-        systems["jetvox-ssml"] = _jetvox_system(cfg, closer, "auto", as_ssml=True)
+    if wanted and want("jetvox-ssml"):  # on request: jetvox-fp32 with each sentence sent as SSML
+        systems["jetvox-ssml"] = _jetvox_system(cfg, closer, "fp32", as_ssml=True)
     if want("piper-tts"):
         systems["piper-tts"] = _piper_system(resolve_voice(teacher) if teacher else source)
     unknown = set(wanted) - set(systems)

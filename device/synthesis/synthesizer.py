@@ -244,9 +244,11 @@ class Synthesizer:
         return _relabel(self._spans(plans, started), self.voice.sample_rate)
 
     def _spans(self, plans: list[tuple["Synthesizer", Params, Span]],
-               started: dict[int, Iterator[AudioChunk]]) -> Iterator[np.ndarray]:
+               started: dict[int, Iterator[AudioChunk]]) -> Iterator[tuple[np.ndarray, bool]]:
+        """(audio, whether it ends the message) per piece, each yielded as soon as it exists."""
         sr = self.voice.sample_rate
         for i, (synth, params, span) in enumerate(plans):
+            final_span = i == len(plans) - 1
             chunks = started.get(i)
             if chunks is None and span.text:
                 try:
@@ -254,23 +256,16 @@ class Synthesizer:
                 except SynthesisError:
                     chunks = None  # nothing speakable in this span
             for chunk in chunks or ():
-                yield chunk.audio
+                yield chunk.audio, final_span and chunk.last and not span.pause_s
             if span.pause_s > 0:
-                yield np.zeros(int(round(span.pause_s * sr)), dtype=np.float32)
+                yield np.zeros(int(round(span.pause_s * sr)), dtype=np.float32), final_span
 
     def close(self) -> None:
         self._ahead.shutdown(wait=True, cancel_futures=True)
 
 
-def _relabel(pieces: Iterator[np.ndarray], sample_rate: int) -> Iterator[AudioChunk]:
-    """Audio pieces as one stream of chunks: indices in order, ``last`` on the final one only."""
-    index = 0
-    previous: np.ndarray | None = None
-    for piece in pieces:
-        if previous is not None:
-            yield AudioChunk(audio=previous, sample_rate=sample_rate, sentence=0, index=index, last=False)
-            index += 1
-        previous = piece
-    if previous is not None:
-        yield AudioChunk(audio=previous, sample_rate=sample_rate, sentence=0, index=index, last=True)
+def _relabel(pieces: Iterator[tuple[np.ndarray, bool]], sample_rate: int) -> Iterator[AudioChunk]:
+    """Audio pieces as one stream of chunks, indices in order (no look-ahead: each goes out at once)."""
+    for index, (piece, last) in enumerate(pieces):
+        yield AudioChunk(audio=piece, sample_rate=sample_rate, sentence=0, index=index, last=last)
 
