@@ -67,7 +67,7 @@ class Mosquitto:
                     f"persistence_location {self.workdir}/",
                     "autosave_interval 1",
                     f"message_size_limit {message_size_limit}",
-                    "max_queued_messages 10000",
+                    "max_queued_messages 100000",
                     f"log_dest file {self.log_path}",
                     "log_type error",
                     "log_type warning",

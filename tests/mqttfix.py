@@ -92,8 +92,9 @@ class Probe:
                 raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; got {self.summary()}")
 
     def statuses(self, msg_id: str | None = None) -> list[Status]:
-        with self._cond:
-            out = [Status.from_json(m.payload) for m in self.messages if "/status/" in m.topic]
+        with self._cond:  # copy under the lock, parse outside it: paho's thread must never wait on a parse
+            raw = [m.payload for m in self.messages if "/status/" in m.topic]
+        out = [Status.from_json(p) for p in raw]
         return [s for s in out if msg_id is None or s.id == msg_id]
 
     def states(self, msg_id: str) -> list[str]:
