@@ -219,6 +219,78 @@ class SensorRule:
 
 
 @dataclass(frozen=True)
+class WyomingConfig:
+    """The Wyoming TTS server (Home Assistant's protocol for Piper), inside ``jetvox serve``."""
+
+    enabled: bool = False
+    """Serve Wyoming; ``jetvox serve --wyoming URI`` turns it on too."""
+    uri: str = "tcp://0.0.0.0:10200"
+    """Where to listen: ``tcp://HOST:PORT`` (port 0 picks a free one) or ``unix:///path``."""
+    zeroconf: bool = True
+    """Announce the server as ``_wyoming._tcp`` over mDNS (Home Assistant then discovers it); TCP only."""
+    zeroconf_name: Optional[str] = None
+    """Service instance name; None is ``jetvox-<device_id>``."""
+    priority: str = "high"
+    """Queue priority of Wyoming requests (``low``, ``normal``, ``high``, ``alert``): a person waits for them."""
+
+
+@dataclass(frozen=True)
+class HomeAssistantConfig:
+    """MQTT discovery: the device and its entities appear in Home Assistant with no YAML."""
+
+    discovery: bool = True
+    """Publish retained discovery configs; false removes the entities this device published."""
+    prefix: str = "homeassistant"
+    """Home Assistant's discovery prefix; its birth message is ``<prefix>/status`` = ``online``."""
+    name: Optional[str] = None
+    """Device name shown in Home Assistant; None is ``jetvox <device_id>``."""
+    test_phrase: str = "This is jetvox. Testing, one, two, three."
+    """What the test button speaks."""
+
+
+@dataclass(frozen=True)
+class PriorityVolumes:
+    """A gain per priority, multiplied with the message's own volume."""
+
+    low: float = 1.0
+    """Gain of ``low`` messages."""
+    normal: float = 1.0
+    """Gain of ``normal`` messages."""
+    high: float = 1.0
+    """Gain of ``high`` messages."""
+    alert: float = 1.0
+    """Gain of ``alert`` messages."""
+
+
+@dataclass(frozen=True)
+class QuietHours:
+    """A daily window (local time) in which chosen priorities wait, or are dropped; alerts always pass."""
+
+    start: Optional[str] = None
+    """``HH:MM`` the window opens; None (with ``end``) has no quiet hours."""
+    end: Optional[str] = None
+    """``HH:MM`` the window closes (before ``start``: it spans midnight)."""
+    priorities: tuple[str, ...] = ("low", "normal")
+    """Priorities held in the window (``alert`` cannot be)."""
+    action: str = "hold"
+    """``hold`` (spoken when the window ends, unless their TTL runs out) or ``drop`` (a ``dropped`` status)."""
+
+
+@dataclass(frozen=True)
+class AnnouncementsConfig:
+    """Chime, per-priority volume and quiet hours."""
+
+    chime_priorities: tuple[str, ...] = ()
+    """Priorities whose messages start with the chime (none by default)."""
+    chime: Optional[Path] = None
+    """A WAV file (any rate, mono or stereo, 16-bit) to use as the chime; None is the built-in two-tone chime."""
+    volume: PriorityVolumes = field(default_factory=PriorityVolumes)
+    """Gain per priority (0 to 4), on every output."""
+    quiet_hours: QuietHours = field(default_factory=QuietHours)
+    """When low-priority messages wait."""
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     """Logging destination and level."""
 
@@ -265,6 +337,12 @@ class Config:
     """Logging."""
     provision: ProvisionConfig = field(default_factory=ProvisionConfig)
     """Provisioning work."""
+    wyoming: WyomingConfig = field(default_factory=WyomingConfig)
+    """Wyoming TTS server (Home Assistant)."""
+    homeassistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
+    """Home Assistant MQTT discovery."""
+    announcements: AnnouncementsConfig = field(default_factory=AnnouncementsConfig)
+    """Chime, volume per priority, quiet hours."""
 
 
 _CHOICES: dict[str, tuple[str, ...]] = {
@@ -274,6 +352,8 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "provision.int8": ("full", "quick", "off"),
     "mqtt.protocol": ("5", "3.1.1"),
     "logging.level": ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+    "wyoming.priority": ("low", "normal", "high", "alert"),
+    "announcements.quiet_hours.action": ("hold", "drop"),
 }
 _PRIORITIES = ("low", "normal", "high", "alert")
 
@@ -347,6 +427,7 @@ def validate(cfg: Config) -> Config:
     _check_relations(cfg)
     _check_mqtt(cfg.mqtt)
     _check_priorities(cfg)
+    _check_home_assistant(cfg)
     return cfg
 
 
@@ -374,6 +455,7 @@ def _check_ranges(cfg: Config) -> None:
         "engine.threads": (cfg.engine.threads, limits.THREADS),
         "mqtt.fleet_prefetch": (cfg.mqtt.fleet_prefetch, limits.FLEET_PREFETCH),
         "synthesis.max_voices": (cfg.synthesis.max_voices, limits.MAX_VOICES),
+        **{f"announcements.volume.{p}": (getattr(cfg.announcements.volume, p), limits.VOLUME) for p in _PRIORITIES},
     }
     for key, (value, bound) in bounded.items():
         problem = bound.problem(value)
@@ -456,6 +538,55 @@ def _check_priorities(cfg: Config) -> None:
         if rule.min_interval_s < 0:
             raise ConfigError(f"rules[{i}].min_interval_s: must be 0 or more")
         _check_rule(i, rule)
+
+
+def _check_home_assistant(cfg: Config) -> None:
+    ann = cfg.announcements
+    lists = {"announcements.chime_priorities": ann.chime_priorities,
+             "announcements.quiet_hours.priorities": ann.quiet_hours.priorities}
+    for key, values in lists.items():
+        for i, prio in enumerate(values):
+            if prio not in _PRIORITIES:
+                raise ConfigError(f"{key}[{i}]: expected one of {', '.join(_PRIORITIES)}, got {prio!r}")
+    if "alert" in ann.quiet_hours.priorities:
+        raise ConfigError("announcements.quiet_hours.priorities: alerts always pass quiet hours; remove 'alert'")
+    quiet = ann.quiet_hours
+    if (quiet.start is None) != (quiet.end is None):
+        raise ConfigError("announcements.quiet_hours: give both start and end (HH:MM), or neither")
+    for key, value in (("start", quiet.start), ("end", quiet.end)):
+        if value is not None:
+            clock_minutes(value, f"announcements.quiet_hours.{key}")
+    if ann.chime is not None and not ann.chime.is_file():
+        raise ConfigError(f"announcements.chime: expected a WAV file, got {str(ann.chime)!r}, which "
+                          f"{'is not a file' if ann.chime.exists() else 'does not exist'}")
+    wyoming_address(cfg.wyoming.uri)
+    ha = cfg.homeassistant
+    if not ha.prefix.strip("/") or any(c in ha.prefix for c in "+#"):
+        raise ConfigError(f"homeassistant.prefix: must be a topic without wildcards, got {ha.prefix!r}")
+    if not ha.test_phrase.strip():
+        raise ConfigError("homeassistant.test_phrase: must not be empty")
+
+
+def clock_minutes(value: str, key: str) -> int:
+    """Minutes after midnight of an ``HH:MM`` time; ConfigError naming ``key`` otherwise."""
+    hours, sep, minutes = value.partition(":")
+    if not (sep and hours.isdigit() and minutes.isdigit() and len(minutes) == 2
+            and int(hours) < 24 and int(minutes) < 60):
+        raise ConfigError(f"{key}: expected a time HH:MM (00:00 to 23:59), got {value!r}")
+    return int(hours) * 60 + int(minutes)
+
+
+def wyoming_address(uri: str) -> tuple[str, str, int]:
+    """``("tcp", host, port)`` or ``("unix", path, 0)`` of ``wyoming.uri``; ConfigError naming it otherwise."""
+    scheme, sep, rest = uri.partition("://")
+    if scheme == "unix" and sep and rest:
+        return "unix", rest, 0
+    if scheme == "tcp" and sep:
+        host, colon, port = rest.rstrip("/").rpartition(":")
+        host = host.strip("[]")
+        if colon and host and port.isdigit() and int(port) < 65536:
+            return "tcp", host, int(port)
+    raise ConfigError(f"wyoming.uri: expected tcp://HOST:PORT or unix:///PATH, got {uri!r}")
 
 
 def broker_address(url: str) -> tuple[bool, str, int]:

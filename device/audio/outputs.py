@@ -80,6 +80,7 @@ class Utterance:
         publish: Callable[[str, bytes], int],
         audio_topic: str,
         audio_cfg: AudioConfig,
+        speaker_volume: Optional[float] = None,
     ) -> None:
         """Open the outputs of one message.
 
@@ -91,6 +92,7 @@ class Utterance:
             publish: QoS 1 publish returning the mid (the MQTT intake's).
             audio_topic: ``<prefix>/audio/<id>``.
             audio_cfg: speaker volume and the WAV directory.
+            speaker_volume: the speaker gain set at run time (None: ``audio_cfg.volume``).
 
         Raises SpeakerUnavailable when the speaker is the only target and cannot be opened.
         """
@@ -98,7 +100,7 @@ class Utterance:
         self._speaker = speaker
         self._publish = publish
         self._topic = audio_topic
-        self._volume = audio_cfg.volume
+        self._volume = audio_cfg.volume if speaker_volume is None else speaker_volume
         self._result = UtteranceResult(outputs=())
         self._sink: Optional[SpeakerSink] = None
         self._wav: Optional[WavSink] = None

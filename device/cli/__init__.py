@@ -51,7 +51,9 @@ def _say(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from jetvox.device.daemon.service import run_daemon
 
-    cfg = load_config(args, mqtt__broker=args.broker, mqtt__device_id=args.device_id, output=args.output)
+    cfg = load_config(args, mqtt__broker=args.broker, mqtt__device_id=args.device_id, output=args.output,
+                      wyoming__uri=args.wyoming, wyoming__enabled=True if args.wyoming else None,
+                      wyoming__zeroconf=False if args.no_zeroconf else None)
     return run_daemon(cfg)
 
 
@@ -107,6 +109,9 @@ def _add_device_commands(sub: argparse._SubParsersAction) -> None:
     sp.add_argument("--broker", help="mqtt://HOST:PORT or mqtts://HOST:PORT")
     sp.add_argument("--device-id", help="device id for topics (default: host name)")
     sp.add_argument("--output", choices=("speaker", "mqtt", "both"), help="where speech goes")
+    sp.add_argument("--wyoming", metavar="URI", help="also serve Wyoming (Home Assistant) at tcp://HOST:PORT "
+                    "(overrides wyoming.uri and turns wyoming.enabled on)")
+    sp.add_argument("--no-zeroconf", action="store_true", help="do not announce the Wyoming server over mDNS")
     sp.set_defaults(handler=_serve)
 
     sp = sub.add_parser("bench", help="first-audio latency and real-time factor beside piper-tts")

@@ -93,6 +93,7 @@ class MqttIntake:
         subscriptions: Iterable[str],
         on_delivery: Callable[[Delivery], None],
         receive_maximum: int = 100,
+        on_ready: Optional[Callable[[], None]] = None,
     ) -> None:
         """Prepare the client; nothing connects before ``start``.
 
@@ -103,11 +104,13 @@ class MqttIntake:
             subscriptions: topic filters subscribed with QoS 1 on every connect.
             on_delivery: called for every message; it must return quickly and ack later with ``ack``.
             receive_maximum: MQTT 5 limit on unacknowledged messages the broker sends us at once.
+            on_ready: called on paho's thread after every successful subscription (``online`` is out).
         """
         self._cfg = cfg
         self._availability = availability_topic
         self._subscriptions = tuple(dict.fromkeys(subscriptions))
         self._on_delivery = on_delivery
+        self._on_ready = on_ready
         self._v5 = cfg.protocol == "5"
         self._tls, self._host, self._port = broker_address(cfg.broker)
         self._generation = 0
@@ -239,6 +242,11 @@ class MqttIntake:
             return
         self.publish(self._availability, b"online", retain=True, track=False)
         self.last_error = None
+        if self._on_ready is not None:
+            try:
+                self._on_ready()
+            except Exception:  # discovery must not keep the daemon from serving
+                log.exception("publishing after the connection failed")
         self.connected.set()
         self.ever_connected.set()
 

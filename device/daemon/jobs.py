@@ -8,6 +8,7 @@ import threading
 from typing import Callable, Iterable, Optional, Protocol
 
 from jetvox.device.config import Config
+from jetvox.device.daemon.announce import Announcements
 from jetvox.device.daemon.dedupe import FINISHED, Redeliveries
 from jetvox.device.daemon.intake import Delivery
 from jetvox.device.daemon.messages import (
@@ -50,7 +51,8 @@ class JobBook:
     ``duplicate`` for an id already finished or waiting.
     """
 
-    def __init__(self, cfg: Config, topics: Topics, queue: WorkQueue, rules: RuleEngine) -> None:
+    def __init__(self, cfg: Config, topics: Topics, queue: WorkQueue, rules: RuleEngine,
+                 announcements: Optional[Announcements] = None) -> None:
         """Wire up; ``attach`` the broker before the first delivery.
 
         Args:
@@ -58,6 +60,7 @@ class JobBook:
             topics: the device's topic names.
             queue: where accepted jobs go (over the spool, which also journals finished ids).
             rules: sensor rules.
+            announcements: quiet hours, named in the ``queued`` status of a held message.
         """
         self._cfg = cfg
         self._topics = topics
@@ -69,9 +72,13 @@ class JobBook:
         self._finishing: dict[str, Job] = {}
         self._lock = threading.Lock()
         self._broker: Optional[Broker] = None
+        self._announce = announcements or Announcements(cfg.announcements)
+        self._commands: Optional[Callable[[Delivery], bool]] = None
 
-    def attach(self, broker: Broker) -> None:
+    def attach(self, broker: Broker, commands: Optional[Callable[[Delivery], bool]] = None) -> None:
+        """Connect the broker, and the handler of command topics (True: it handled the delivery)."""
         self._broker = broker
+        self._commands = commands
 
     @property
     def broker(self) -> Broker:
@@ -82,6 +89,22 @@ class JobBook:
         """Publish a status event; its mid (``track`` only when it will be waited for)."""
         log.debug("status %s: %s %s", status.id, status.state, status.reason or "")
         return self.broker.publish(self._topics.status(status.id), status.to_json(), track=track)
+
+    def submit(self, text: str, source: str, priority: str = "normal") -> Optional[str]:
+        """Queue a message the device makes itself (the test button); its id, or None if it was not queued.
+
+        Takes no lock of the book's: it is called from a command handler inside ``accept``.
+        """
+        job = Job(id=new_id(f"{source}-"), text=text, priority=priority, output=self._cfg.output,
+                  ttl_s=self._cfg.queue.default_ttl_s, source=source)
+
+        def announce(waiting: int) -> None:
+            self.publish_status(Status(id=job.id, state="queued", priority=job.priority, queue_length=waiting))
+
+        if not self._queue.put(job, announce=announce):
+            log.error("%s message not queued: the spool is full or the daemon is stopping", source)
+            return None
+        return job.id
 
     # -- intake (network thread) -------------------------------------------------------------------
 
@@ -105,6 +128,9 @@ class JobBook:
                 self._ack([d])
 
     def _accept(self, d: Delivery) -> None:
+        if self._commands is not None and self._commands(d):
+            self._ack([d])
+            return
         if d.retain:
             log.info("ignoring a retained message on %s (stale at start-up)", d.topic)
             self.broker.ack(d)
@@ -140,9 +166,14 @@ class JobBook:
         if ignored:
             log.warning("message %s: SSML not applied (its text is spoken): %s", job.id, ", ".join(ignored))
 
+        held = None
+        if job.priority in self._announce.held() and self._announce.quiet is not None:
+            if self._announce.quiet.action == "hold":
+                held = f"{self._announce.quiet_reason()}: spoken when they end"
+
         def announce(waiting: int) -> None:
             self.publish_status(Status(id=job.id, state="queued", priority=job.priority, queue_length=waiting,
-                                       ignored=ignored or None))
+                                       ignored=ignored or None, held=held))
 
         if not self._queue.put(job, acked=self._ack_early, delivery=key, announce=announce):
             if self._queue.closed:  # shutting down: leave it at the broker

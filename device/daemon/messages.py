@@ -231,6 +231,12 @@ class Status:
     """SSML elements and attributes that were not applied, by name (queued): their text is still spoken."""
     duplicate: Optional[bool] = None
     """True when this id was already finished (``done``) or is already waiting (``queued``): not spoken again."""
+    chime: Optional[bool] = None
+    """True when the announcement chime preceded the speech (done)."""
+    muted: Optional[bool] = None
+    """True when the speaker was muted, so the message went to its other outputs only (done)."""
+    held: Optional[str] = None
+    """Why a queued message waits beyond its turn, e.g. quiet hours until they end (queued)."""
     ts: float = field(default_factory=time.time)
     """Unix time of the transition."""
 

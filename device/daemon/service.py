@@ -12,7 +12,10 @@ from pathlib import Path
 from typing import NoReturn, Optional
 
 from jetvox.device.config import Config, ConfigError
+from jetvox.device.daemon.announce import Announcements
 from jetvox.device.daemon.cache import AudioCache
+from jetvox.device.daemon.controls import Controls
+from jetvox.device.daemon.homeassistant import HomeAssistant
 from jetvox.device.daemon.intake import MqttIntake
 from jetvox.device.daemon.jobs import JobBook
 from jetvox.device.daemon.logs import setup_logging
@@ -22,6 +25,7 @@ from jetvox.device.daemon.rules import RuleEngine
 from jetvox.device.daemon.spool import Spool, import_journal
 from jetvox.device.daemon.work_queue import WorkQueue
 from jetvox.device.daemon.worker import SynthesisWorker
+from jetvox.device.daemon.wyoming_server import WyomingServer
 from jetvox.device.synthesis.synthesizer import Synthesizer, synthesizer_for
 from jetvox.device.voice.loader import Voice, load_voice
 
@@ -66,6 +70,9 @@ class Daemon:
         self.worker: Optional[SynthesisWorker] = None
         self.queue: Optional[WorkQueue] = None
         self.spool: Optional[Spool] = None
+        self.home_assistant: Optional[HomeAssistant] = None
+        self.wyoming: Optional[WyomingServer] = None
+        self.controls: Optional[Controls] = None
         self.loading = False
         """True while the voice loads (a signal then interrupts the load)."""
 
@@ -109,24 +116,18 @@ class Daemon:
             return False
         self.synth = synthesizer_for(self.voice, cfg)
         log.info("voice %s ready in %.1f s", self.voice.name, time.monotonic() - t0)
-        cache = None
-        if cfg.cache.enabled and cfg.cache.max_mb > 0:
-            cache = AudioCache(cfg.state_dir / "cache" / "audio", cfg.cache.max_mb * 1024 * 1024)
-        rules = RuleEngine(cfg.rules)
-        book = JobBook(cfg, self.topics, self.queue, rules)
-        subscriptions = [self.topics.say_filter, *([Topics.HERMES_SAY] if cfg.mqtt.hermes else []), *rules.filters]
-        # A fleet member holds only a few unacknowledged; a single device acks as soon as a message is spooled.
-        receive_maximum = cfg.mqtt.fleet_prefetch if cfg.mqtt.shared_group else 100
-        self.intake = MqttIntake(cfg.mqtt, self.client_id, self.topics.availability, subscriptions, book.accept,
-                                 receive_maximum=receive_maximum)
-        book.attach(self.intake)
-        # The worker runs (and pings the watchdog) from here on; systemd arms the watchdog after READY.
-        self.worker = SynthesisWorker(cfg, self.synth, self.queue, book, self.topics, self.notifier, cache,
-                                      self.stop_event)
+        self._wire()
+        assert self.worker is not None and self.intake is not None
         self.worker.start()
         while not self.worker.warmed_up.wait(0.5):  # the first message then finds warm engines
             if self.stop_event.is_set():
                 return False
+        if cfg.wyoming.enabled:
+            self.wyoming = WyomingServer(cfg, self.queue, self.device_id)
+            try:
+                self.wyoming.start()
+            except OSError as exc:
+                raise ConfigError(str(exc)) from None
         self.notifier.status(f"connecting to {cfg.mqtt.broker}")
         self.intake.start()
         deadline = None if connect_timeout is None else time.monotonic() + connect_timeout
@@ -142,10 +143,40 @@ class Daemon:
         self.notifier.ready(status=f"ready: voice {self.voice.name}, broker {cfg.mqtt.broker}, prefix {self.topics.prefix}")
         return True
 
+    def _wire(self) -> None:
+        """Build the intake, the job book, Home Assistant's side and the worker around the loaded voice."""
+        cfg = self.cfg
+        assert self.queue is not None and self.synth is not None and self.voice is not None
+        cache = None
+        if cfg.cache.enabled and cfg.cache.max_mb > 0:
+            cache = AudioCache(cfg.state_dir / "cache" / "audio", cfg.cache.max_mb * 1024 * 1024)
+        rules = RuleEngine(cfg.rules)
+        announcements = Announcements(cfg.announcements)
+        self.controls = Controls(cfg.audio.volume, self.run_dir / "controls.json")
+        book = JobBook(cfg, self.topics, self.queue, rules, announcements)
+        ha = HomeAssistant(cfg, self.device_id, self.topics, self.controls, self.voice.name,
+                           publish=lambda *a, **k: self.intake.publish(*a, **k) if self.intake else -1,
+                           stop_current=self.queue.cancel_current, speak_test=lambda text: book.submit(text, "test"))
+        self.home_assistant = ha
+        subscriptions = [self.topics.say_filter, *([Topics.HERMES_SAY] if cfg.mqtt.hermes else []), *rules.filters,
+                         *ha.subscriptions]
+        # A fleet member holds only a few unacknowledged; a single device acks as soon as a message is spooled.
+        receive_maximum = cfg.mqtt.fleet_prefetch if cfg.mqtt.shared_group else 100
+        self.intake = MqttIntake(cfg.mqtt, self.client_id, self.topics.availability, subscriptions, book.accept,
+                                 receive_maximum=receive_maximum, on_ready=ha.on_ready)
+        book.attach(self.intake, commands=ha.handle)
+        # The worker runs (and pings the watchdog) from its start; systemd arms the watchdog after READY.
+        self.worker = SynthesisWorker(cfg, self.synth, self.queue, book, self.topics, self.notifier, cache,
+                                      self.stop_event, announcements, self.controls)
+
     def stop(self, timeout: float = 8.0) -> None:
         """Stop: the message being spoken and those queued stay spooled (or, in a fleet, at the broker)."""
         self.stop_event.set()
         self.notifier.stopping()
+        if self.wyoming is not None:
+            self.wyoming.stop()
+        if self.home_assistant is not None:
+            self.home_assistant.close()
         if self.queue is not None:
             self.queue.close()
             if len(self.queue):

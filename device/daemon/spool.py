@@ -127,16 +127,19 @@ class Spool:
         with self._lock:
             return self._db.execute("SELECT 1 FROM messages WHERE delivery = ?", (key,)).fetchone() is not None
 
-    def next(self, skip: frozenset[int] = frozenset()) -> Optional[Row]:
-        """The most urgent, oldest unfinished message whose seq is not in ``skip``."""
+    def next(self, skip: frozenset[int] = frozenset(), exclude_ranks: frozenset[int] = frozenset()) -> Optional[Row]:
+        """The most urgent, oldest unfinished message whose seq is not in ``skip`` nor its rank in ``exclude_ranks``."""
+        where: list[str] = []
+        params: list[int] = []
+        if skip:
+            where.append(f"seq NOT IN ({','.join('?' * len(skip))})")
+            params.extend(skip)
+        if exclude_ranks:
+            where.append(f"rank NOT IN ({','.join('?' * len(exclude_ranks))})")
+            params.extend(exclude_ranks)
+        sql = "SELECT * FROM messages" + (" WHERE " + " AND ".join(where) if where else "")
         with self._lock:
-            if not skip:
-                cur = self._db.execute("SELECT * FROM messages ORDER BY rank DESC, seq LIMIT 1")
-            else:
-                marks = ",".join("?" * len(skip))
-                cur = self._db.execute(f"SELECT * FROM messages WHERE seq NOT IN ({marks}) ORDER BY rank DESC, seq "
-                                       "LIMIT 1", tuple(skip))
-            raw = cur.fetchone()
+            raw = self._db.execute(sql + " ORDER BY rank DESC, seq LIMIT 1", tuple(params)).fetchone()
         return None if raw is None else _row(raw)
 
     def rows(self) -> Iterator[Row]:

@@ -97,3 +97,13 @@ class VoicePool:
         for loaded in self._others.values():
             loaded.close()
         self._others.clear()
+
+
+def provisioned_voices(cfg: Config) -> list[tuple[str, str, bool]]:
+    """(name, espeak-ng voice, distilled) of every voice provisioned on this device, by name."""
+    out = []
+    for path in sorted((cfg.state_dir / "voices").glob(f"*/{mf.MANIFEST_NAME}")):
+        manifest = mf.read_manifest_or_none(path.parent)
+        if manifest is not None:
+            out.append((manifest.voice, manifest.espeak_voice, manifest.student))
+    return out

@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Protocol
 
 from jetvox.device.daemon.messages import PRIORITIES
 from jetvox.device.daemon.spool import Row, Spool
@@ -16,6 +16,19 @@ log = logging.getLogger(__name__)
 _RANK = {p: i for i, p in enumerate(PRIORITIES)}
 _RECORDED = ("id", "text", "priority", "output", "ttl_s", "volume", "length_scale", "sentence_silence", "voice",
              "ssml", "source", "remember", "hermes")
+
+
+class StreamSink(Protocol):
+    """Where the worker streams a connection-bound job's audio (called from the worker thread)."""
+
+    def start(self, sample_rate: int) -> None:
+        """The audio's format is known; chunks follow."""
+
+    def audio(self, pcm: bytes) -> None:
+        """One s16le mono chunk, in order."""
+
+    def end(self, state: str, reason: Optional[str] = None) -> None:
+        """No more chunks: ``done``, ``dropped`` (cut off, quiet hours) or ``error`` with the reason."""
 
 
 @dataclass(eq=False)
@@ -48,6 +61,9 @@ class Job:
     """Persist the id once finished so a redelivery is recognised after a restart (sender-given ids)."""
     hermes: Any = None
     """The HermesSay request as its JSON text, for ``sayFinished`` and ``playBytes``."""
+    sink: Any = None
+    """Where a connection-bound job's audio goes (a Wyoming client's ``StreamSink``); such a job is never
+    spooled: it lives as long as the connection that asked for it."""
     deliveries: list[Any] = field(default_factory=list)
     """MQTT deliveries to acknowledge once the job is finished."""
     received: float = field(default_factory=time.monotonic)
@@ -103,6 +119,7 @@ class WorkQueue:
         self._spool = spool
         self._cuts = frozenset(alert_cuts_off)
         self._live: dict[str, Job] = {}
+        self._transient: list[Job] = []
         self._taken: set[int] = set()
         self._cond = threading.Condition()
         self._current: Optional[Job] = None
@@ -111,7 +128,7 @@ class WorkQueue:
     def __len__(self) -> int:
         """Jobs waiting (the one being spoken is not counted)."""
         with self._cond:
-            return max(0, self._spool_len() - len(self._taken))
+            return max(0, self._spool_len() - len(self._taken)) + len(self._transient)
 
     def _spool_len(self) -> int:
         return len(self._spool)
@@ -146,22 +163,40 @@ class WorkQueue:
                 self._live[job.id] = job
             if announce is not None:
                 announce(max(0, self._spool_len() - len(self._taken)))
-            current = self._current
-            if job.priority == "alert" and current is not None and current.priority in self._cuts:
-                current.cancel_reason = f"cut off by alert {job.id}"
-                current.cancel.set()
-                log.info("alert %s cuts off %s message %s", job.id, current.priority, current.id)
+            self._cut_off_for(job)
             self._cond.notify()
             return True
 
-    def get(self, timeout: float | None = None) -> Optional[Job]:
-        """The most urgent, oldest job; None after ``timeout`` seconds or when closed."""
+    def put_transient(self, job: Job) -> bool:
+        """Queue a connection-bound job (``job.sink`` set) in memory beside the spooled ones; False when closed."""
+        with self._cond:
+            if self._closed:
+                return False
+            self._transient.append(job)
+            self._cut_off_for(job)
+            self._cond.notify()
+            return True
+
+    def _cut_off_for(self, job: Job) -> None:
+        current = self._current
+        if job.priority == "alert" and current is not None and current.priority in self._cuts:
+            current.cancel_reason = f"cut off by alert {job.id}"
+            current.cancel.set()
+            log.info("alert %s cuts off %s message %s", job.id, current.priority, current.id)
+
+    def get(self, timeout: float | None = None, hold: frozenset[str] = frozenset()) -> Optional[Job]:
+        """The most urgent, oldest job whose priority is not in ``hold``; None after ``timeout`` s or when closed."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        held_ranks = frozenset(_RANK[p] for p in hold)
         with self._cond:
             while True:
                 if self._closed:
                     return None
-                row = self._spool.next(frozenset(self._taken))
+                row = self._spool.next(frozenset(self._taken), held_ranks)
+                transient = self._best_transient(held_ranks)
+                if transient is not None and (row is None or _before(transient, row)):
+                    self._transient.remove(transient)
+                    return transient
                 if row is not None:
                     break
                 left = None if deadline is None else deadline - time.monotonic()
@@ -174,6 +209,27 @@ class WorkQueue:
                 return Job.from_row(row)
             job.seq, job.final = row.seq, row.final
             return job
+
+    def _best_transient(self, held_ranks: frozenset[int]) -> Optional[Job]:
+        eligible = [job for job in self._transient if job.rank not in held_ranks]
+        return min(eligible, key=lambda job: (-job.rank, job.received), default=None)
+
+    def drop_transient(self, job: Job) -> bool:
+        """Take a connection-bound job out before it started (its client left); False if it was taken already."""
+        with self._cond:
+            if job in self._transient:
+                self._transient.remove(job)
+                return True
+            return False
+
+    def cancel_current(self, reason: str) -> Optional[Job]:
+        """Cut off the job being spoken (a stop command); the job, or None when nothing is spoken."""
+        with self._cond:
+            current = self._current
+            if current is not None:
+                current.cancel_reason = reason
+                current.cancel.set()
+            return current
 
     def start(self, job: Job) -> None:
         """Mark ``job`` as the one being spoken (alerts may now cut it off)."""
@@ -219,6 +275,9 @@ class WorkQueue:
         with self._cond:
             self._closed = True
             left = [job for job in self._live.values() if job is not self._current]
+            for job in self._transient:
+                job.sink.end("error", "the server is stopping")
+            self._transient.clear()
             self._cond.notify_all()
             return left
 
@@ -226,3 +285,10 @@ class WorkQueue:
     def closed(self) -> bool:
         with self._cond:
             return self._closed
+
+
+def _before(job: Job, row: Row) -> bool:
+    """True if an in-memory job goes before a spooled row: more urgent, or as urgent and older."""
+    if job.rank != row.rank:
+        return job.rank > row.rank
+    return time.time() - job.age() < row.received

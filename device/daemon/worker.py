@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -15,10 +16,12 @@ from jetvox.device.audio.outputs import (
     Utterance,
     targets_of,
 )
-from jetvox.device.audio.pcm import from_pcm16
+from jetvox.device.audio.pcm import from_pcm16, pcm16_bytes
 from jetvox.device.audio.sinks import wav_bytes
 from jetvox.device.config import Config
+from jetvox.device.daemon.announce import Announcements
 from jetvox.device.daemon.cache import AudioCache, CachedAudio, cache_key
+from jetvox.device.daemon.controls import Controls
 from jetvox.device.daemon.jobs import JobBook
 from jetvox.device.daemon.messages import Status, Topics
 from jetvox.device.daemon.notify import Notifier
@@ -56,6 +59,8 @@ class SynthesisWorker(threading.Thread):
         notifier: Notifier,
         cache: Optional[AudioCache],
         stop: threading.Event,
+        announcements: Optional[Announcements] = None,
+        controls: Optional[Controls] = None,
     ) -> None:
         """Prepare the worker (``start`` runs it).
 
@@ -68,6 +73,8 @@ class SynthesisWorker(threading.Thread):
             notifier: sd_notify, for watchdog pings and STATUS lines.
             cache: audio cache, or None.
             stop: set when the daemon stops; the current job is then left unacknowledged.
+            announcements: chime, gain per priority, quiet hours (default: the configured ones).
+            controls: speaker volume and mute set at run time, and where activity is reported.
         """
         super().__init__(name="jetvox-synthesis", daemon=True)
         self._cfg = cfg
@@ -78,6 +85,8 @@ class SynthesisWorker(threading.Thread):
         self._notifier = notifier
         self._cache = cache
         self._halt = stop
+        self._announce = announcements or Announcements(cfg.announcements)
+        self._controls = controls or Controls(cfg.audio.volume)
         self._speaker = Speaker(cfg.audio)
         self.voices = VoicePool(cfg, synth)
         """The configured voice and the few others messages asked for (this thread only)."""
@@ -114,12 +123,21 @@ class SynthesisWorker(threading.Thread):
 
     def _loop(self) -> None:
         idle_wait = min(self._notifier.ping_interval_s, 5.0)
+        quiet = self._announce.quiet
         while not self._halt.is_set():
             self._notifier.watchdog()
-            job = self._queue.get(timeout=idle_wait)
+            hold = self._announce.held() if quiet is not None and quiet.action == "hold" else frozenset()
+            job = self._queue.get(timeout=idle_wait, hold=hold)
             if job is None:
                 continue
-            self._handle(job)
+            self._controls.activity(speaking=True, queue_length=len(self._queue))
+            try:
+                if job.sink is not None:
+                    self._stream(job)
+                else:
+                    self._handle(job)
+            finally:
+                self._controls.activity(speaking=False, queue_length=len(self._queue))
             self._notifier.status(f"ready: {self.spoken} spoken, {len(self._queue)} queued")
 
     def _tick(self) -> None:
@@ -130,8 +148,8 @@ class SynthesisWorker(threading.Thread):
             log.info("message %s was finished before the restart; re-sending its final status", job.id)
             self._book.finish(job, Status.from_dict(job.final), tick=self._tick, stop=self._halt)
             return
-        if job.expired():
-            reason = f"expired: waited {job.age():.1f} s, ttl_s is {job.ttl_s:g}"
+        reason = self._refusal(job)
+        if reason is not None:
             self._book.finish(job, Status(id=job.id, state="dropped", reason=reason), tick=self._tick, stop=self._halt)
             return
         self._queue.start(job)
@@ -145,6 +163,62 @@ class SynthesisWorker(threading.Thread):
         if status.state == "done":
             self.spoken += 1
         self._book.finish(job, status, mids, tick=self._tick, stop=self._halt)
+
+    def _refusal(self, job: Job) -> Optional[str]:
+        """Why a job taken from the queue is dropped unspoken (TTL, quiet hours set to drop, muted), or None."""
+        if job.expired():
+            return f"expired: waited {job.age():.1f} s, ttl_s is {job.ttl_s:g}"
+        if job.priority in self._announce.held():  # only taken in the window when quiet hours drop
+            return self._announce.quiet_reason()
+        if job.sink is None and self._muted(job) and targets_of(job.output) == {"speaker"}:
+            return "the speaker is muted (alerts still play)"
+        return None
+
+    def _muted(self, job: Job) -> bool:
+        return self._controls.state.muted and job.priority != "alert"
+
+    def _stream(self, job: Job) -> None:
+        """Speak a connection-bound job (Wyoming) into its sink: no spool, no statuses, no speaker."""
+        sink = job.sink
+        reason = self._refusal(job)
+        if reason is not None:
+            sink.end("dropped", reason)
+            return
+        self._queue.start(job)
+        t0 = time.monotonic()
+        try:
+            voice = self.voices.get(job.voice)
+            try:
+                params = voice.synth.params(length_scale=job.length_scale, volume=job.volume,
+                                            sentence_silence_s=job.sentence_silence)
+                spans = ssml.parse(job.text).spans if job.ssml else None
+                stream = (voice.synth.synthesize_spans(spans, params, voices=lambda n: self.voices.get(n).synth)
+                          if spans is not None else voice.synth.synthesize(job.text, params))
+                sink.start(voice.synth.voice.sample_rate)
+                first = True
+                for chunk in stream:
+                    if self._halt.is_set() or job.cancel.is_set():
+                        _close(stream)
+                        sink.end("dropped", job.cancel_reason or "the server is stopping")
+                        return
+                    sink.audio(chunk.pcm16())
+                    if first:
+                        first = False
+                        self._controls.activity(first_audio_ms=round((time.monotonic() - t0) * 1000, 1))
+                    self._notifier.watchdog()
+            finally:
+                self.voices.release(voice)
+        except SynthesisError as exc:
+            sink.end("error", str(exc))
+            return
+        except Exception as exc:  # one client's failure never wedges the queue
+            log.exception("Wyoming request %s failed", job.id)
+            sink.end("error", f"internal error: {type(exc).__name__}: {exc}")
+            return
+        finally:
+            self._queue.finish(job)
+        self.spoken += 1
+        sink.end("done")
 
     def _attempt(self, job: Job) -> tuple[Status, list[int]]:
         """Speak ``job``, waiting for the speaker if it is the only output; its final status and publishes."""
@@ -186,7 +260,8 @@ class SynthesisWorker(threading.Thread):
 
         Raises SynthesisError before any output opens when the text cannot be spoken.
         """
-        params = voice.synth.params(length_scale=job.length_scale, volume=job.volume,
+        volume = (self._cfg.synthesis.volume if job.volume is None else job.volume) * self._announce.gain(job.priority)
+        params = voice.synth.params(length_scale=job.length_scale, volume=volume,
                                     sentence_silence_s=job.sentence_silence)
         key = cached = None
         if self._cache is not None:
@@ -236,9 +311,14 @@ class SynthesisWorker(threading.Thread):
         key, cached, stream, chunks = self._audio_of(job, voice)
         sample_rate = cached.sample_rate if cached is not None else voice.synth.voice.sample_rate
         targets = targets_of(job.output)
+        if self._muted(job):
+            targets = targets - {"speaker"}
+        chime = self._announce.chime(job.priority, sample_rate)
+        if chime is not None:  # the chime and the speech are one stream: no gap, no second device open
+            chunks = itertools.chain([(chime, pcm16_bytes(chime))], chunks)
         try:
             utt = Utterance(job.id, targets, sample_rate, self._speaker, self._book.broker.publish,
-                            self._topics.audio(job.id), self._cfg.audio)
+                            self._topics.audio(job.id), self._cfg.audio, speaker_volume=self._controls.state.volume)
         except SpeakerUnavailable:
             _close(stream)
             raise
@@ -252,7 +332,8 @@ class SynthesisWorker(threading.Thread):
         result = utt.close()
         mids = list(result.mids)
         if key is not None and cached is None and self._cache is not None:
-            self._cache.put(key, CachedAudio(sample_rate=sample_rate, chunks=pcm_chunks))
+            speech = pcm_chunks[1:] if chime is not None else pcm_chunks
+            self._cache.put(key, CachedAudio(sample_rate=sample_rate, chunks=speech))
         if job.hermes is not None and "mqtt" in targets:
             wav = wav_bytes(b"".join(pcm_chunks), sample_rate)
             mids.append(self._book.broker.publish(self._topics.play_bytes(job.id), wav))
@@ -268,7 +349,11 @@ class SynthesisWorker(threading.Thread):
             outputs=result.outputs,
             speaker_error=result.speaker_error,
             voice=voice.synth.voice.name,
+            chime=chime is not None or None,
+            muted=("speaker" in targets_of(job.output) and "speaker" not in targets) or None,
         )
+        if first_ms is not None:
+            self._controls.activity(first_audio_ms=status.first_audio_ms)
         return status, mids
 
 
