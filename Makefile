@@ -5,13 +5,14 @@ PY     := $(VENV)/bin/python
 JETVOX := $(VENV)/bin/jetvox
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast provision bench bench-mqtt soak typecheck verify-device fp16-evidence install distill distill-gan clean help
+.PHONY: setup demo test test-fast provision bench bench-mqtt wyoming-bench soak typecheck verify-device fp16-evidence install distill distill-gan clean help
 
 help:
 	@echo "make demo   - set up, provision the default voice, speak a sample (demo.wav)"
 	@echo "make test   - set up, run the whole test suite"
 	@echo "make bench  - jetvox bench beside piper-tts"
 	@echo "make bench-mqtt - MQTT publish to first PCM chunk through a private broker"
+	@echo "make wyoming-bench - wyoming-bench: jetvox's Wyoming server beside wyoming-piper, both modes"
 	@echo "make soak   - an hour of mixed traffic with broker and daemon kills (SOAK_MINUTES=60); not in CI"
 
 setup: $(STAMP)
@@ -93,6 +94,13 @@ bench: provision
 # MQTT publish to first PCM chunk through a private mosquitto and an in-process daemon (a dev tool).
 bench-mqtt: provision
 	$(PY) -m devtools.bench_mqtt
+
+# What a Home Assistant user would measure: the PyPI wyoming-bench against jetvox's Wyoming server and
+# wyoming-piper (PyPI) on the packaged en_US-joe-medium, in one run, non-streaming and streaming.
+WYOMING_ROUNDS ?= 5
+wyoming-bench: provision
+	$(PY) -m pip install -q -e '.[wyoming-bench]'
+	$(PY) -m devtools.wyoming_bench --rounds $(WYOMING_ROUNDS)
 
 # One hour (SOAK_MINUTES) of mixed MQTT traffic against `jetvox serve` on a private mosquitto, the broker and the
 # daemon killed with -9 every few minutes; prints messages sent, spoken, doubled, lost and memory over time.

@@ -30,6 +30,8 @@ class Received:
     payload: bytes
     at: float
     """Monotonic arrival time."""
+    retain: bool = False
+    """Delivered as a retained message (on subscribing)."""
 
 
 class Probe:
@@ -70,7 +72,7 @@ class Probe:
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         with self._cond:
-            self.messages.append(Received(msg.topic, bytes(msg.payload), time.monotonic()))
+            self.messages.append(Received(msg.topic, bytes(msg.payload), time.monotonic(), bool(msg.retain)))
             self._cond.notify_all()
 
     def publish(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False) -> None:
@@ -113,6 +115,10 @@ class Probe:
     def topic_messages(self, topic: str) -> list[Received]:
         with self._cond:
             return [m for m in self.messages if m.topic == topic]
+
+    def topic_messages_prefix(self, prefix: str) -> list[Received]:
+        with self._cond:
+            return [m for m in self.messages if m.topic.startswith(prefix)]
 
     def summary(self) -> str:
         with self._cond:

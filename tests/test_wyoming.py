@@ -237,3 +237,57 @@ def test_wyoming_requests_share_the_queue_with_mqtt(wyoming_daemon: Any, broker:
     done_at = next(m.at for m in probe.topic_messages("jetvox/test/status/m1") if b'"done"' in m.payload)
     first_chunk = next(t for t, e in reply.events if AudioChunk.is_type(e.type))
     assert first_chunk >= done_at - 0.5, "the Wyoming audio began only after the MQTT message was spoken"
+
+
+def _mdns_works() -> bool:
+    """True if this host can announce and browse mDNS at all (some CI sandboxes drop multicast)."""
+    from zeroconf import ServiceInfo, Zeroconf
+
+    zc = Zeroconf()
+    try:
+        info = ServiceInfo("_jetvoxcheck._tcp.local.", "probe._jetvoxcheck._tcp.local.", port=9,
+                           parsed_addresses=["127.0.0.1"])
+        zc.register_service(info)
+        other = Zeroconf()
+        try:
+            return other.get_service_info(info.type, info.name, timeout=3000) is not None
+        finally:
+            other.close()
+    finally:
+        zc.close()
+
+
+def test_zeroconf_announces_the_server(state_dir: Path, broker: Any, inproc_daemon: Any) -> None:
+    from zeroconf import Zeroconf
+
+    if not _mdns_works():
+        pytest.skip("no multicast DNS on this host (announcing and browsing a plain zeroconf service failed)")
+    settings = daemon_settings(state_dir, broker, wyoming={"enabled": True, "uri": "tcp://127.0.0.1:0",
+                                                           "zeroconf": True})
+    daemon = inproc_daemon(settings)
+    browser = Zeroconf()
+    try:
+        info = browser.get_service_info("_wyoming._tcp.local.", "jetvox-test._wyoming._tcp.local.", timeout=5000)
+    finally:
+        browser.close()
+    assert info is not None, "the Wyoming server was not announced"
+    assert info.port == daemon.wyoming.port and "127.0.0.1" in info.parsed_addresses()
+    assert info.properties.get(b"version")
+
+
+def test_wyoming_bench_report_is_read_for_the_ratio() -> None:
+    from devtools.wyoming_bench import mean_ttft
+
+    report = """
+Summary (lower is better)
+[non_streaming]
+  server                              ok   TTFT_mean    TTFT_p95  Total_mean
+  127.0.0.1:45373 (jetvox)             4        15.6        18.6       122.1
+  127.0.0.1:40373 (piper)              4       165.1       256.0       679.0
+[streaming]
+  server                              ok   TTFT_mean    TTFT_p95  Total_mean
+  127.0.0.1:45373 (jetvox)             4        11.0        12.6        95.5
+  127.0.0.1:40373 (piper)              4       109.8       167.5       382.9
+"""
+    assert mean_ttft(report, 45373) == {"non_streaming": 15.6, "streaming": 11.0}
+    assert mean_ttft(report, 40373) == {"non_streaming": 165.1, "streaming": 109.8}

@@ -15,6 +15,11 @@ from jetvox.device.config import AnnouncementsConfig, ConfigError, QuietHours, c
 
 log = logging.getLogger(__name__)
 
+def now() -> datetime.datetime:
+    """Local wall-clock time (the quiet-hours clock; tests replace it)."""
+    return datetime.datetime.now()
+
+
 CHIME_S = 0.55
 """Length of the built-in chime, its tail included."""
 
@@ -29,7 +34,7 @@ def builtin_chime(sample_rate: int) -> np.ndarray:
         tone = np.sin(2 * np.pi * freq * local) + 0.25 * np.sin(2 * np.pi * 2 * freq * local)
         out += np.where(on, tone * np.exp(-np.clip(local, 0, None) * 9.0), 0.0)
     attack = np.minimum(1.0, t / 0.004)  # no click at the start
-    release = np.clip((CHIME_S - t) / 0.08, 0.0, 1.0)  # exactly silent at the end: the speech follows with no step
+    release = np.clip((t[-1] - t) / 0.08, 0.0, 1.0)  # exactly silent at the end: the speech follows with no step
     out *= attack * release
     return (0.3 * out / np.max(np.abs(out))).astype(np.float32)
 
@@ -89,15 +94,15 @@ class QuietWindow:
 class Announcements:
     """What the worker asks per message: the chime to play first, the gain, whether quiet hours hold it."""
 
-    def __init__(self, cfg: AnnouncementsConfig, clock: Callable[[], datetime.datetime] = datetime.datetime.now) -> None:
+    def __init__(self, cfg: AnnouncementsConfig, clock: Optional[Callable[[], datetime.datetime]] = None) -> None:
         """Read the configuration (the chime file is read once per sample rate, on first use).
 
         Args:
             cfg: the ``announcements`` section.
-            clock: local wall-clock time (tests move it).
+            clock: local wall-clock time (default: ``now``, looked up at each call).
         """
         self._cfg = cfg
-        self._clock = clock
+        self._clock = clock or (lambda: now())
         self._chimes: dict[int, np.ndarray] = {}
         self.quiet = QuietWindow.of(cfg.quiet_hours)
         """The quiet-hours window, or None."""

@@ -38,10 +38,13 @@ class Entity:
 
 
 class ControlTopics:
-    """The device's command and state topics beside ``say`` (part of the MQTT contract with or without HA)."""
+    """The device's command and state topics beside ``say`` (part of the MQTT contract with or without HA).
 
-    def __init__(self, topics: Topics) -> None:
-        prefix = topics.prefix
+    A fleet shares one prefix (and say topic); each member's controls live under ``<prefix>/members/<device_id>``.
+    """
+
+    def __init__(self, topics: Topics, device_id: str) -> None:
+        prefix = f"{topics.prefix}/members/{device_id}" if topics.shared_group else topics.prefix
         self.state = f"{prefix}/state"
         self.volume = f"{prefix}/volume/set"
         self.mute = f"{prefix}/mute/set"
@@ -105,7 +108,7 @@ class HomeAssistant:
         self._publish = publish
         self._stop_current = stop_current
         self._speak_test = speak_test
-        self.control_topics = ControlTopics(topics)
+        self.control_topics = ControlTopics(topics, device_id)
         self.birth_topic = f"{self._cfg.prefix.rstrip('/')}/status"
         self._node = node_id(device_id)
         self._device = {
