@@ -291,3 +291,25 @@ Summary (lower is better)
 """
     assert mean_ttft(report, 45373) == {"non_streaming": 15.6, "streaming": 11.0}
     assert mean_ttft(report, 40373) == {"non_streaming": 165.1, "streaming": 109.8}
+
+
+def test_wyoming_serves_without_a_broker(state_dir: Path, tmp_path: Path) -> None:
+    """Home Assistant without MQTT: READY after a short wait, Wyoming answers, the broker is still tried."""
+    from devtools.mosquitto import free_port
+    from jetvox.device import config
+    from jetvox.device.daemon.service import WYOMING_READY_S, Daemon
+
+    settings = {"state_dir": str(state_dir), "output": "mqtt", "logging": {"journald": False},
+                "mqtt": {"broker": f"mqtt://127.0.0.1:{free_port()}", "device_id": "nobroker",
+                         "reconnect_min_s": 0.2, "reconnect_max_s": 1.0},
+                "wyoming": {"enabled": True, "uri": "tcp://127.0.0.1:0", "zeroconf": False}}
+    daemon = Daemon(config.from_mapping(settings))
+    try:
+        t0 = time.monotonic()
+        assert daemon.start(connect_timeout=60)
+        assert WYOMING_READY_S <= time.monotonic() - t0 < 40
+        assert daemon.intake is not None and not daemon.intake.connected.is_set()
+        reply = asyncio.run(one_shot(daemon.wyoming.port, "No broker needed."))
+        assert reply.types()[-1] == "audio-stop"
+    finally:
+        daemon.stop()

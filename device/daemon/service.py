@@ -130,17 +130,34 @@ class Daemon:
                 raise ConfigError(str(exc)) from None
         self.notifier.status(f"connecting to {cfg.mqtt.broker}")
         self.intake.start()
+        if not self._wait_for_broker(connect_timeout):
+            return False
+        self.notifier.ready(status=f"ready: voice {self.voice.name}, broker {cfg.mqtt.broker}, prefix {self.topics.prefix}"
+                            + (f", Wyoming {cfg.wyoming.uri}" if self.wyoming is not None else ""))
+        return True
+
+    def _wait_for_broker(self, connect_timeout: float | None) -> bool:
+        """Wait for the broker; True once connected, or (serving Wyoming) after WYOMING_READY_S without it.
+
+        A device that serves Home Assistant over Wyoming is useful before (and without) its broker: it reports
+        READY and keeps connecting in the background.
+        """
+        cfg = self.cfg
+        assert self.intake is not None
         deadline = None if connect_timeout is None else time.monotonic() + connect_timeout
-        extended = 0.0
+        started = extended = time.monotonic()
         while not self.intake.wait_connected(1.0):
             if self.stop_event.is_set() or (deadline is not None and time.monotonic() > deadline):
                 return False
+            if self.wyoming is not None and time.monotonic() - started >= WYOMING_READY_S:
+                log.warning("serving Wyoming without the broker %s (%s); still connecting", cfg.mqtt.broker,
+                            self.intake.last_error or "no answer")
+                return True
             if time.monotonic() - extended >= 10.0:  # waiting for the broker is not a hung start-up
                 extended = time.monotonic()
                 self.notifier.send(extend_timeout_usec="30000000",
                                    status=f"waiting for the broker {cfg.mqtt.broker}: {self.intake.last_error or ''}")
         log.info("serving %s/say as %s (output %s)", self.topics.prefix, self.client_id, cfg.output)
-        self.notifier.ready(status=f"ready: voice {self.voice.name}, broker {cfg.mqtt.broker}, prefix {self.topics.prefix}")
         return True
 
     def _wire(self) -> None:
@@ -206,6 +223,9 @@ class Daemon:
 class _Interrupted(BaseException):
     """A stop signal arrived while the voice was loading."""
 
+
+WYOMING_READY_S = 10.0
+"""A daemon that serves Wyoming reports READY after this long even while its broker is unreachable."""
 
 HARD_EXIT_S = 9.0
 """After a stop signal the process exits within this many seconds, even if a native call does not return."""
