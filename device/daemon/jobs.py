@@ -24,7 +24,6 @@ from jetvox.device.daemon.messages import (
 from jetvox.device.daemon.rules import RuleEngine
 from jetvox.device.daemon.spool import SpoolError
 from jetvox.device.daemon.voices import provisioned
-from jetvox.device.text import ssml
 from jetvox.device.daemon.work_queue import Job, WorkQueue
 
 log = logging.getLogger(__name__)
@@ -162,7 +161,7 @@ class JobBook:
             return
         if job.remember and self._repeated(job, d):
             return
-        ignored = tuple(ssml.parse(job.text).ignored) if job.ssml else ()
+        ignored = job.ignored
         if ignored:
             log.warning("message %s: SSML not applied (its text is spoken): %s", job.id, ", ".join(ignored))
 
@@ -226,7 +225,7 @@ class JobBook:
         limits = {"max_bytes": cfg.queue.max_payload_bytes, "max_chars": cfg.synthesis.max_text_chars}
         if d.topic == self._topics.say:
             req = SayRequest.from_payload(d.payload, **limits)
-            for name in ([req.voice] if req.voice else []) + (ssml_voices(req.text) if req.ssml else []):
+            for name in ([req.voice] if req.voice else []) + (req.document.voices if req.document else []):
                 if (problem := provisioned(cfg, name)) is not None:
                     raise PayloadError(f"voice: {problem}", req.id)
             return Job(
@@ -240,6 +239,7 @@ class JobBook:
                 sentence_silence=req.sentence_silence,
                 voice=req.voice,
                 ssml=req.ssml,
+                ignored=tuple(req.document.ignored) if req.document else (),
                 remember=req.id is not None,
                 received=d.received,
             )
@@ -316,11 +316,6 @@ class JobBook:
         level = logging.WARNING if status.state == "dropped" else logging.INFO
         log.log(level, "message %s %s%s", job.id, status.state, f" ({status.reason})" if status.reason else "")
         return True
-
-
-def ssml_voices(text: str) -> list[str]:
-    """The voices an (already checked) SSML text names."""
-    return sorted({span.style.voice for span in ssml.parse(text).spans if span.style.voice})
 
 
 def _delivery_key(d: Delivery) -> str:

@@ -110,19 +110,18 @@ def _voice(data: dict[str, Any], msg_id: str | None) -> Optional[str]:
     return value
 
 
-def _ssml(data: dict[str, Any], msg_id: str | None) -> bool:
-    """Whether the message is SSML; PayloadError (line and column) when it is and cannot be parsed."""
+def _ssml(data: dict[str, Any], msg_id: str | None) -> Optional[ssml.Document]:
+    """The parsed SSML if the message is SSML, else None; PayloadError (line and column) when it cannot be parsed."""
     flag = data.get("ssml")
     if flag is not None and not isinstance(flag, bool):
         raise PayloadError(f"ssml: expected true or false, got {limits.show(flag)}", msg_id)
     text = data.get("text")
     if not (flag or (flag is None and isinstance(text, str) and ssml.is_ssml(text))):
-        return False
+        return None
     try:
-        ssml.parse(str(text))
+        return ssml.parse(str(text))
     except ssml.SsmlError as exc:
         raise PayloadError(str(exc), msg_id) from None
-    return True
 
 
 def _given_id(data: dict[str, Any]) -> str | None:
@@ -158,14 +157,18 @@ class SayRequest:
     """A provisioned voice to speak this message with; None uses the configured one."""
     ssml: bool = False
     """The text is SSML (``"ssml": true``, or text that starts with ``<speak``); checked on arrival."""
+    document: Optional[ssml.Document] = field(default=None, compare=False, repr=False)
+    """The SSML as parsed on arrival (not part of the JSON): intake reads its voices and ignored elements."""
 
     @classmethod
     def from_json(cls, text: str | bytes, max_chars: int = 20000) -> "SayRequest":
         """Parse the JSON object form; PayloadError says what is wrong."""
         data = _object(text.decode("utf-8") if isinstance(text, bytes) else text)
         msg_id = _given_id(data)
+        text = _text(data, max_chars, msg_id)
+        document = _ssml(data, msg_id)
         return cls(
-            text=_text(data, max_chars, msg_id),
+            text=text,
             id=msg_id,
             priority=_choice(data, "priority", PRIORITIES, msg_id) or "normal",
             output=_choice(data, "output", OUTPUTS, msg_id),
@@ -174,7 +177,8 @@ class SayRequest:
             length_scale=_number(data, "length_scale", limits.LENGTH_SCALE, msg_id),
             sentence_silence=_number(data, "sentence_silence", limits.SENTENCE_SILENCE_S, msg_id),
             voice=_voice(data, msg_id),
-            ssml=_ssml(data, msg_id),
+            ssml=document is not None,
+            document=document,
         )
 
     @classmethod
@@ -189,10 +193,12 @@ class SayRequest:
         text = _decode(payload, max_bytes)
         if text.lstrip().startswith("{"):
             return cls.from_json(text, max_chars)
-        return cls(text=_text({"text": text}, max_chars, None), ssml=_ssml({"text": text}, None))
+        document = _ssml({"text": text}, None)
+        return cls(text=_text({"text": text}, max_chars, None), ssml=document is not None, document=document)
 
     def to_json(self) -> str:
-        return json.dumps({k: v for k, v in asdict(self).items() if v is not None}, ensure_ascii=False)
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "document"}
+        return json.dumps({k: v for k, v in data.items() if v is not None}, ensure_ascii=False)
 
 
 @dataclass(frozen=True)

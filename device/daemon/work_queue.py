@@ -61,6 +61,8 @@ class Job:
     """Persist the id once finished so a redelivery is recognised after a restart (sender-given ids)."""
     hermes: Any = None
     """The HermesSay request as its JSON text, for ``sayFinished`` and ``playBytes``."""
+    ignored: tuple[str, ...] = ()
+    """SSML elements and attributes not applied (named in the ``queued`` status; not spooled)."""
     sink: Any = None
     """Where a connection-bound job's audio goes (a Wyoming client's ``StreamSink``); such a job is never
     spooled: it lives as long as the connection that asked for it."""

@@ -185,7 +185,7 @@ class _Connection(AsyncEventHandler):
                 document = ssml.parse(text if ssml.is_ssml(text) else f"<speak>{text}</speak>")
             except ssml.SsmlError as exc:
                 raise RequestError(str(exc), "bad-ssml") from None
-            for name in sorted({s.style.voice for s in document.spans if s.style.voice}):
+            for name in document.voices:
                 self._voice(_Named(name))
             if not ssml.is_ssml(text):
                 text = f"<speak>{text}</speak>"

@@ -73,6 +73,11 @@ class Document:
         if what not in self.ignored:
             self.ignored.append(what)
 
+    @property
+    def voices(self) -> list[str]:
+        """The voices its spans name, once each, sorted."""
+        return sorted({span.style.voice for span in self.spans if span.style.voice})
+
 
 def parse(text: str) -> Document:
     """Parse an SSML message; SsmlError says what is wrong and where (line and column).
