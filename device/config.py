@@ -15,6 +15,7 @@ from typing import Any, Mapping, Optional, Union
 import yaml
 
 from jetvox.device import limits
+from jetvox.device.storage import read_yaml
 from jetvox.engines.errors import JetvoxError
 
 
@@ -649,14 +650,7 @@ def load(path: Path | str | None = None, **overrides: Any) -> Config:
     data: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
-        try:
-            text = p.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {p}: {exc.strerror}") from None
-        try:
-            loaded = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {p} is not valid YAML: {exc}") from None
+        loaded = read_yaml(p, yaml.safe_load, ConfigError, "config file")
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"config file {p}: expected a mapping at the top, got {type(loaded).__name__}")
         data = loaded or {}

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional
 
 from jetvox.device import limits
+from jetvox.device.storage import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -102,9 +102,7 @@ class Controls:
 
     def _save(self, state: State) -> None:
         assert self._path is not None
-        tmp = self._path.with_name(self._path.name + ".tmp")
         try:
-            tmp.write_text(json.dumps({"volume": state.volume, "muted": state.muted}), encoding="utf-8")
-            os.replace(tmp, self._path)
+            atomic_write_text(self._path, json.dumps({"volume": state.volume, "muted": state.muted}))
         except OSError as exc:
             log.warning("cannot keep the volume and mute in %s: %s", self._path, exc)

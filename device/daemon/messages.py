@@ -11,6 +11,7 @@ from typing import Any, Optional
 
 from jetvox.device import limits
 from jetvox.device.text import ssml
+from jetvox.device.text.ssml import Document as SsmlDocument
 from jetvox.engines.errors import JetvoxError
 
 PRIORITIES = ("low", "normal", "high", "alert")
@@ -157,7 +158,7 @@ class SayRequest:
     """A provisioned voice to speak this message with; None uses the configured one."""
     ssml: bool = False
     """The text is SSML (``"ssml": true``, or text that starts with ``<speak``); checked on arrival."""
-    document: Optional[ssml.Document] = field(default=None, compare=False, repr=False)
+    document: Optional[SsmlDocument] = field(default=None, compare=False, repr=False)
     """The SSML as parsed on arrival (not part of the JSON): intake reads its voices and ignored elements."""
 
     @classmethod

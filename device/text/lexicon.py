@@ -10,6 +10,7 @@ from typing import Any, Optional
 
 import yaml
 
+from jetvox.device.storage import read_yaml
 from jetvox.engines.errors import JetvoxError
 
 log = logging.getLogger(__name__)
@@ -54,14 +55,7 @@ class Lexicon:
     @classmethod
     def load(cls, path: Path) -> "Lexicon":
         """Read and check a lexicon file; LexiconError names the line of the first problem."""
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise LexiconError(f"cannot read the lexicon {path}: {exc.strerror}") from None
-        try:
-            root = yaml.compose(text)
-        except yaml.YAMLError as exc:
-            raise LexiconError(f"{path}: not valid YAML: {exc}") from None
+        root = read_yaml(Path(path), yaml.compose, LexiconError, "the lexicon")
         if root is None:
             return cls((), Path(path))
         if not isinstance(root, yaml.MappingNode):
