@@ -67,7 +67,7 @@ async def one_shot(port: int, text: str, voice: Optional[str] = None, text_forma
         await client.disconnect()
 
 
-async def streamed(port: int, pieces: list[str], delay: float = 0.0) -> Reply:
+async def streamed(port: int, pieces: list[str], delay: float = 0.0, copy_after_stop: bool = False) -> Reply:
     client = AsyncTcpClient("127.0.0.1", port)
     await client.connect()
     try:
@@ -79,10 +79,20 @@ async def streamed(port: int, pieces: list[str], delay: float = 0.0) -> Reply:
             await client.write_event(SynthesizeChunk(text=piece).event())
             if delay:
                 await asyncio.sleep(delay)
-        # Home Assistant also sends the whole text as `synthesize` for servers that do not stream: ignored.
-        await client.write_event(Synthesize(text="".join(pieces)).event())
+        # Home Assistant also sends the whole text as `synthesize` for servers that do not stream: ignored,
+        # before or after synthesize-stop.
+        if not copy_after_stop:
+            await client.write_event(Synthesize(text="".join(pieces)).event())
         await client.write_event(SynthesizeStop().event())
-        return await reader
+        if copy_after_stop:
+            await client.write_event(Synthesize(text="".join(pieces)).event())
+        await reader
+        if copy_after_stop:  # the next answer is to this describe, not audio for the copy
+            await client.write_event(Describe().event())
+            event = await asyncio.wait_for(client.read_event(), 30)
+            assert event is not None
+            reply.events.append((time.monotonic(), event))
+        return reply
     finally:
         await client.disconnect()
 
@@ -134,10 +144,13 @@ def test_one_shot_streams_chunks_before_the_sentence_is_finished(wyoming_daemon:
     assert np.abs(pcm).max() > 3000, "audible speech, not silence"
 
 
-def test_streamed_text_gives_audio_per_sentence_then_stopped(wyoming_daemon: Any) -> None:
+@pytest.mark.parametrize("copy_after_stop", [False, True])
+def test_streamed_text_gives_audio_per_sentence_then_stopped(wyoming_daemon: Any, copy_after_stop: bool) -> None:
     pieces = ["The front ", "door is open. ", "The garage door ", "is closed. ", "Good night"]
-    reply = asyncio.run(streamed(wyoming_daemon.wyoming.port, pieces, delay=0.05))
+    reply = asyncio.run(streamed(wyoming_daemon.wyoming.port, pieces, delay=0.05, copy_after_stop=copy_after_stop))
     types = reply.types()
+    if copy_after_stop:
+        assert types.pop() == "info", types
     assert types[-1] == "synthesize-stopped", types
     assert types.count("audio-start") == 3 and types.count("audio-stop") == 3, types
     assert "error" not in types

@@ -106,6 +106,8 @@ class _Connection(AsyncEventHandler):
         self._stream_ssml = False
         self._sbd = SentenceBoundaryDetector()
         self._ssml_text: list[str] = []
+        self._streamed: list[str] = []
+        self._last_stream = ""
         self._outbox: asyncio.Queue[Optional[Job]] = asyncio.Queue()
         self._writer_task: Optional[asyncio.Task[None]] = None
         self._jobs: list[Job] = []
@@ -123,12 +125,14 @@ class _Connection(AsyncEventHandler):
             await self.write_event(info_of(self._cfg).event())
             return True
         if Synthesize.is_type(event.type):
-            if self._streaming:  # sent beside a stream for servers without streaming: ignored, as the protocol says
-                return True
             request = Synthesize.from_event(event)
-            job = self._job(request.text, self._voice(request.voice), _is_ssml(request.text_format, request.text))
-            await self._outbox.put(job)
+            # Home Assistant sends the whole text as `synthesize` beside a stream, for servers that cannot stream
+            if self._streaming or (self._last_stream and request.text.strip() == self._last_stream):
+                log.debug("Wyoming client %s: the stream's compatibility copy ignored", self._peer)
+                return True
             self._ensure_writer()
+            await self._submit(self._job(request.text, self._voice(request.voice),
+                                         _is_ssml(request.text_format, request.text)))
             return True
         if SynthesizeStart.is_type(event.type):
             start = SynthesizeStart.from_event(event)
@@ -136,27 +140,29 @@ class _Connection(AsyncEventHandler):
             self._stream_voice = self._voice(start.voice)
             self._stream_ssml = _is_ssml(start.text_format, "")
             self._sbd = SentenceBoundaryDetector()
-            self._ssml_text = []
+            self._ssml_text, self._streamed = [], []
             self._ensure_writer()
             return True
         if SynthesizeChunk.is_type(event.type):
             if not self._streaming:
                 raise RequestError("synthesize-chunk without synthesize-start", "no-stream")
             text = SynthesizeChunk.from_event(event).text
+            self._streamed.append(text)
             if self._stream_ssml:  # SSML is spoken whole at synthesize-stop: a sentence splitter cannot cut XML
                 self._ssml_text.append(text)
             else:
                 for sentence in self._sbd.add_chunk(text):
-                    await self._outbox.put(self._job(sentence, self._stream_voice, False))
+                    await self._submit(self._job(sentence, self._stream_voice, False))
             return True
         if SynthesizeStop.is_type(event.type):
             if not self._streaming:
                 raise RequestError("synthesize-stop without synthesize-start", "no-stream")
             rest = "".join(self._ssml_text) if self._stream_ssml else self._sbd.finish()
-            if rest.strip():
-                await self._outbox.put(self._job(rest, self._stream_voice, self._stream_ssml))
-            await self._outbox.put(None)  # then synthesize-stopped
             self._streaming = False
+            self._last_stream = "".join(self._streamed).strip()
+            if rest.strip():
+                await self._submit(self._job(rest, self._stream_voice, self._stream_ssml))
+            await self._outbox.put(None)  # then synthesize-stopped
             return True
         log.debug("Wyoming client %s: ignoring event %s", self._peer, event.type)
         return True
@@ -197,17 +203,20 @@ class _Connection(AsyncEventHandler):
         if self._writer_task is None or self._writer_task.done():
             self._writer_task = asyncio.create_task(self._write_jobs(), name=f"wyoming writer {self._peer}")
 
+    async def _submit(self, job: Job) -> None:
+        """Queue ``job`` at once (the worker may start it while earlier ones of this client are still streamed)."""
+        if not self._server.submit(job):
+            raise RequestError("the server is stopping", "stopping")
+        self._jobs.append(job)
+        await self._outbox.put(job)
+
     async def _write_jobs(self) -> None:
-        """Queue each job as it comes and stream its audio; ``None`` ends a text stream."""
+        """Stream each queued job's audio in order; ``None`` ends a text stream."""
         while True:
             job = await self._outbox.get()
             if job is None:
                 await self.write_event(SynthesizeStopped().event())
                 continue
-            if not self._server.submit(job):
-                await self.write_event(Error(text="the server is stopping", code="stopping").event())
-                continue
-            self._jobs.append(job)
             try:
                 await self._stream(job)
             finally:
