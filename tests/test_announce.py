@@ -118,10 +118,13 @@ def test_quiet_hours_hold_or_drop_low_priorities_while_alerts_pass(
     if action == "drop":
         final = probe.final("night")
         assert final.state == "dropped" and final.reason == "quiet hours (22:00-07:00)"
+        assert not probe.audio("night") and probe.audio("smoke")
         return
     queued = next(s for s in probe.statuses("night") if s.state == "queued")
     assert queued.held == "quiet hours (22:00-07:00): spoken when they end"
     time.sleep(2.0)
     assert probe.states("night") == ["queued"], "held during quiet hours"
+    assert not probe.audio("night"), "no audio during quiet hours"
     clock["now"] = datetime.datetime(2026, 12, 3, 7, 0)  # the window ends
     assert probe.final("night", timeout=30).state == "done"
+    assert len(b"".join(probe.audio("night"))) > 22050  # spoken in full once the window ended
