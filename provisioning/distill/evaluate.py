@@ -1,0 +1,89 @@
+"""How natural a vocoder run's checkpoint sounds: DNSMOS beside the shipped and the teacher vocoder, same latents.
+
+    python -m jetvox.provisioning.distill.evaluate provisioning/distill/results/vocoder-gan
+
+Latents come from the configured voice's acoustic model (``joe-fast``, noise 0) on the 26 benchmark sentences;
+each sentence is vocoded whole by the checkpoint (exported to ONNX), the shipped student vocoder and the teacher's
+vocoder. Prints mean P.808 and OVRL of each and the checkpoint's spectrum against the teacher's by band.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jetvox.device import config
+from jetvox.device.evaluation.naturalness import mean_naturalness
+from jetvox.device.evaluation.sentences import EVAL_SENTENCES
+from jetvox.device.synthesis.synthesizer import synthesizer_for
+from jetvox.device.voice import manifest as mf
+from jetvox.device.voice.loader import load_voice
+from jetvox.engines.onnxrt import ort_session
+from jetvox.provisioning.distill.export import export, load_student, run_vocoder
+
+BANDS_HZ = ((0, 500), (500, 1000), (1000, 2000), (2000, 3000), (3000, 5000), (5000, 8000), (8000, 11025))
+
+
+def band_gap_db(audio: list[np.ndarray], reference: list[np.ndarray], sample_rate: int) -> dict[str, float]:
+    """Mean power spectrum of ``audio`` minus that of ``reference`` (each clip at equal RMS), dB per band."""
+
+    def mean_db(clips: list[np.ndarray]) -> np.ndarray:
+        window = np.hanning(1024)
+        powers = []
+        for clip in clips:
+            clip = clip / (np.sqrt(np.mean(clip**2)) + 1e-9)
+            frames = np.lib.stride_tricks.sliding_window_view(clip, 1024)[::256] * window
+            powers.append(np.abs(np.fft.rfft(frames, axis=1)) ** 2)
+        return 10 * np.log10(np.concatenate(powers).mean(0) + 1e-12)
+
+    diff = mean_db(audio) - mean_db(reference)
+    freqs = np.arange(len(diff)) * sample_rate / 1024
+    return {f"{lo}-{hi} Hz": round(float(diff[(freqs >= lo) & (freqs < hi)].mean()), 2) for lo, hi in BANDS_HZ}
+
+
+def evaluate(run_dir: Path, teacher: str = "en_US-joe-medium") -> dict[str, Any]:
+    """Naturalness of the checkpoint in ``run_dir`` (``ckpt.pt``), the shipped vocoder and the teacher's."""
+    cfg = config.from_mapping({"synthesis": {"noise_scale": 0.0, "noise_w": 0.0}, "engine": {"precision": "fp32"}})
+    voice = load_voice(cfg)
+    synth = synthesizer_for(voice, cfg)
+    params = synth.params()
+    latents = [synth.acoustic(ids, params) for text in EVAL_SENTENCES for ids in synth.sentences(text)]
+    with tempfile.TemporaryDirectory(prefix="jetvox-eval-") as tmp:
+        work = Path(tmp)
+        (work / "run").mkdir()
+        shutil.copy(run_dir / "ckpt.pt", work / "run" / "ckpt.pt")  # a copy: a running training may rewrite it
+        model, _, meta = load_student(work / "run")
+        onnx_path = export(model, "vocoder", work / "vocoder.onnx")
+        candidate = [run_vocoder(onnx_path, z) for z in latents]
+    shipped = [synth.vocode_full(z) for z in latents]
+    session = ort_session(mf.voice_dir(cfg.state_dir, teacher) / "vocoder.onnx")
+    name = session.get_inputs()[0].name
+    reference = [session.run(None, {name: z.astype(np.float32)})[0].reshape(-1) for z in latents]
+    rate = voice.sample_rate
+    scores = {label: mean_naturalness(clips, rate) for label, clips in
+              (("checkpoint", candidate), ("shipped", shipped), ("teacher_vocoder", reference))}
+    synth.close()
+    voice.close()
+    return {
+        "step": meta.get("step"),
+        "sentences": len(EVAL_SENTENCES),
+        **{label: {"p808": round(s.p808, 3), "ovrl": round(s.ovrl, 3)} for label, s in scores.items()},
+        "spectrum_vs_teacher_db": band_gap_db(candidate, reference, rate),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run", type=Path, help="a vocoder run directory holding ckpt.pt")
+    args = ap.parse_args(argv)
+    print(json.dumps(evaluate(args.run), indent=1))
+
+
+if __name__ == "__main__":
+    main()
