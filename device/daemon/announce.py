@@ -128,6 +128,12 @@ class Announcements:
             return frozenset()
         return self.quiet.priorities
 
+    def holding(self) -> frozenset[str]:
+        """Priorities that wait right now: ``held`` when quiet hours hold (empty when they drop)."""
+        if self.quiet is None or self.quiet.action != "hold":
+            return frozenset()
+        return self.held()
+
     def quiet_reason(self) -> str:
         assert self.quiet is not None
         return f"quiet hours ({self.quiet.label})"

@@ -166,9 +166,8 @@ class JobBook:
             log.warning("message %s: SSML not applied (its text is spoken): %s", job.id, ", ".join(ignored))
 
         held = None
-        if job.priority in self._announce.held() and self._announce.quiet is not None:
-            if self._announce.quiet.action == "hold":
-                held = f"{self._announce.quiet_reason()}: spoken when they end"
+        if job.priority in self._announce.holding():
+            held = f"{self._announce.quiet_reason()}: spoken when they end"
 
         def announce(waiting: int) -> None:
             self.publish_status(Status(id=job.id, state="queued", priority=job.priority, queue_length=waiting,

@@ -90,11 +90,20 @@ def _text(data: dict[str, Any], max_chars: int, msg_id: str | None) -> str:
     text = data.get("text")
     if not isinstance(text, str):
         raise PayloadError(f"text: expected a string, got {type(text).__name__}", msg_id)
-    if not text.strip():
-        raise PayloadError("text is empty", msg_id)
-    if len(text) > max_chars:
-        raise PayloadError(f"text is {len(text)} characters; the limit is {max_chars} (synthesis.max_text_chars)", msg_id)
+    problem = text_problem(text, max_chars)
+    if problem is not None:
+        raise PayloadError(problem[1], msg_id)
     return text
+
+
+def text_problem(text: str, max_chars: int) -> Optional[tuple[str, str]]:
+    """(code, reason) when ``text`` cannot be spoken as one request: ``empty-text`` or ``text-too-long``."""
+    if not text.strip():
+        return "empty-text", "text is empty"
+    if len(text) > max_chars:
+        return "text-too-long", (f"text is {len(text)} characters; the limit is {max_chars} "
+                                 "(synthesis.max_text_chars)")
+    return None
 
 
 VOICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")

@@ -182,9 +182,15 @@ class WorkQueue:
     def _cut_off_for(self, job: Job) -> None:
         current = self._current
         if job.priority == "alert" and current is not None and current.priority in self._cuts:
-            current.cancel_reason = f"cut off by alert {job.id}"
-            current.cancel.set()
             log.info("alert %s cuts off %s message %s", job.id, current.priority, current.id)
+            self._cancel_current(f"cut off by alert {job.id}")
+
+    def _cancel_current(self, reason: str) -> Optional[Job]:
+        current = self._current
+        if current is not None:
+            current.cancel_reason = reason
+            current.cancel.set()
+        return current
 
     def get(self, timeout: float | None = None, hold: frozenset[str] = frozenset()) -> Optional[Job]:
         """The most urgent, oldest job whose priority is not in ``hold``; None after ``timeout`` s or when closed."""
@@ -227,11 +233,7 @@ class WorkQueue:
     def cancel_current(self, reason: str) -> Optional[Job]:
         """Cut off the job being spoken (a stop command); the job, or None when nothing is spoken."""
         with self._cond:
-            current = self._current
-            if current is not None:
-                current.cancel_reason = reason
-                current.cancel.set()
-            return current
+            return self._cancel_current(reason)
 
     def start(self, job: Job) -> None:
         """Mark ``job`` as the one being spoken (alerts may now cut it off)."""

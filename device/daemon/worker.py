@@ -27,7 +27,7 @@ from jetvox.device.daemon.messages import Status, Topics
 from jetvox.device.daemon.notify import Notifier
 from jetvox.device.daemon.voices import LoadedVoice, VoicePool
 from jetvox.device.daemon.work_queue import Job, WorkQueue
-from jetvox.device.synthesis.synthesizer import AudioChunk, SynthesisError, Synthesizer
+from jetvox.device.synthesis.synthesizer import AudioChunk, Params, SynthesisError, Synthesizer
 from jetvox.device.text import ssml
 
 log = logging.getLogger(__name__)
@@ -123,11 +123,9 @@ class SynthesisWorker(threading.Thread):
 
     def _loop(self) -> None:
         idle_wait = min(self._notifier.ping_interval_s, 5.0)
-        quiet = self._announce.quiet
         while not self._halt.is_set():
             self._notifier.watchdog()
-            hold = self._announce.held() if quiet is not None and quiet.action == "hold" else frozenset()
-            job = self._queue.get(timeout=idle_wait, hold=hold)
+            job = self._queue.get(timeout=idle_wait, hold=self._announce.holding())
             if job is None:
                 continue
             self._controls.activity(speaking=True, queue_length=len(self._queue))
@@ -189,11 +187,7 @@ class SynthesisWorker(threading.Thread):
         try:
             voice = self.voices.get(job.voice)
             try:
-                params = voice.synth.params(length_scale=job.length_scale, volume=job.volume,
-                                            sentence_silence_s=job.sentence_silence)
-                spans = ssml.parse(job.text).spans if job.ssml else None
-                stream = (voice.synth.synthesize_spans(spans, params, voices=lambda n: self.voices.get(n).synth)
-                          if spans is not None else voice.synth.synthesize(job.text, params))
+                stream = self._synthesis(job, voice, job.volume)
                 sink.start(voice.synth.voice.sample_rate)
                 first = True
                 for chunk in stream:
@@ -261,20 +255,31 @@ class SynthesisWorker(threading.Thread):
         Raises SynthesisError before any output opens when the text cannot be spoken.
         """
         volume = (self._cfg.synthesis.volume if job.volume is None else job.volume) * self._announce.gain(job.priority)
-        params = voice.synth.params(length_scale=job.length_scale, volume=volume,
-                                    sentence_silence_s=job.sentence_silence)
+        params = self._params(job, voice, volume)
         key = cached = None
         if self._cache is not None:
             key = cache_key(job.text, voice.identity, params, self._cfg.synthesis)
             cached = self._cache.get(key)
         if cached is not None:
             return key, cached, None, _from_cache(cached)
+        stream = self._synthesis(job, voice, volume)
+        return key, None, stream, ((c.audio, c.pcm16()) for c in stream)
+
+    @staticmethod
+    def _params(job: Job, voice: LoadedVoice, volume: Optional[float]) -> Params:
+        return voice.synth.params(length_scale=job.length_scale, volume=volume,
+                                  sentence_silence_s=job.sentence_silence)
+
+    def _synthesis(self, job: Job, voice: LoadedVoice, volume: Optional[float]) -> Iterator[AudioChunk]:
+        """The job's chunks as synthesised (SSML spans, each in its own voice if it names one, or plain text).
+
+        Raises SynthesisError before yielding anything when the text cannot be spoken.
+        """
+        params = self._params(job, voice, volume)
         if job.ssml:
             spans = ssml.parse(job.text).spans
-            stream = voice.synth.synthesize_spans(spans, params, voices=lambda name: self.voices.get(name).synth)
-        else:
-            stream = voice.synth.synthesize(job.text, params)
-        return key, None, stream, ((c.audio, c.pcm16()) for c in stream)
+            return voice.synth.synthesize_spans(spans, params, voices=lambda name: self.voices.get(name).synth)
+        return voice.synth.synthesize(job.text, params)
 
     def _play(
         self, job: Job, chunks: Iterator[tuple[np.ndarray, bytes]], utt: Utterance, stream: object, t0: float

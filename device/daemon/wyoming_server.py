@@ -26,7 +26,7 @@ from zeroconf import ServiceInfo, Zeroconf
 
 from jetvox.device import __version__
 from jetvox.device.config import Config, wyoming_address
-from jetvox.device.daemon.messages import VOICE_NAME, new_id
+from jetvox.device.daemon.messages import VOICE_NAME, new_id, text_problem
 from jetvox.device.daemon.voices import provisioned, provisioned_voices
 from jetvox.device.daemon.work_queue import Job, WorkQueue
 from jetvox.device.text import ssml
@@ -180,24 +180,18 @@ class _Connection(AsyncEventHandler):
         return name
 
     def _job(self, text: str, voice: Optional[str], is_ssml: bool) -> Job:
-        limit = self._cfg.synthesis.max_text_chars
-        if not text.strip():
-            raise RequestError("text is empty", "empty-text")
-        if len(text) > limit:
-            raise RequestError(f"text is {len(text)} characters; the limit is {limit} (synthesis.max_text_chars)",
-                               "text-too-long")
-        if is_ssml:
+        problem = text_problem(text, self._cfg.synthesis.max_text_chars)
+        if problem is not None:
+            raise RequestError(problem[1], problem[0])
+        if is_ssml:  # checked now, so a bad document is this request's error (the worker parses it again)
             try:
-                document = ssml.parse(text if ssml.is_ssml(text) else f"<speak>{text}</speak>")
+                document = ssml.parse(text)
             except ssml.SsmlError as exc:
                 raise RequestError(str(exc), "bad-ssml") from None
             for name in document.voices:
                 self._voice(_Named(name))
-            if not ssml.is_ssml(text):
-                text = f"<speak>{text}</speak>"
-        job = Job(id=new_id("wyoming-"), text=text, priority=self._cfg.wyoming.priority, output="wyoming",
-                  voice=voice, ssml=is_ssml, source="wyoming", sink=LoopSink(asyncio.get_running_loop()))
-        return job
+        return Job(id=new_id("wyoming-"), text=text, priority=self._cfg.wyoming.priority, output="wyoming",
+                   voice=voice, ssml=is_ssml, source="wyoming", sink=LoopSink(asyncio.get_running_loop()))
 
     def _ensure_writer(self) -> None:
         if self._writer_task is None or self._writer_task.done():
