@@ -330,6 +330,70 @@ def test_a_tiny_adversarial_run_trains_both_sides_and_resumes(tiny_runs: dict[st
     assert any(not torch.equal(disc_before[k], state["disc"][k]) for k in disc_before)  # and they kept learning
 
 
+def test_gan_set_changes_loss_weights_from_a_step_and_records_it(tiny_runs: dict[str, Path], tmp_path: Path) -> None:
+    """`--gan-set complex_weight=0` on resume: the new weights train from there and the run says when they changed."""
+    import shutil
+
+    from jetvox.provisioning.distill.adversarial import AdversarialStep, GanConfig, gan_config
+
+    run = tmp_path / "gan"
+    shutil.copytree(tiny_runs["vocoder"], run)
+    small = asdict(GanConfig(periods=(2,), period_channels=(4,), resolutions=((256, 64),), resolution_channels=4))
+    cache = tiny_runs["vocoder"].parent / "cache"
+    before = torch.load(run / "ckpt.pt", weights_only=False)["step"]
+    train(TrainConfig(what="vocoder", steps=before + 1, adversarial=True, gan=small), cache, run, resume=True)
+    summary = train(TrainConfig(what="vocoder", steps=before + 2), cache, run, resume=True,
+                    gan_set={"complex_weight": 0.0, "wav_weight": 0.0})
+    state = torch.load(run / "ckpt.pt", weights_only=False)
+    assert summary["changes"] == [{"step": before + 1, "gan": {"complex_weight": 0.0, "wav_weight": 0.0}}]
+    assert state["config"]["gan"] == {**small, "complex_weight": 0.0, "wav_weight": 0.0}
+    step = AdversarialStep(gan_config(state["config"]["gan"]))
+    assert step.recon.w == {"mel": 1.0, "mrstft": 1.0, "complex": 0.0, "wav": 0.0}
+    again = train(TrainConfig(what="vocoder", steps=before + 3), cache, run, resume=True,
+                  gan_set={"complex_weight": 0.0})  # no change: nothing more recorded
+    assert again["changes"] == summary["changes"]
+
+
+def test_widening_the_vocoder_keeps_its_audio_and_trains_on(tiny_runs: dict[str, Path], tmp_path: Path) -> None:
+    """`--widen-mult`: Net2Net-style wider MLPs compute the same audio at first; the optimiser carries over."""
+    import shutil
+
+    from jetvox.provisioning.distill.train import widen
+
+    run = tmp_path / "wide"
+    shutil.copytree(tiny_runs["vocoder"], run)
+    state = torch.load(run / "ckpt.pt", weights_only=False)
+    old_cfg = VocoderConfig(**state["config"]["model"])
+    wide = widen(state, old_cfg.mult + 2, seed=1)
+    narrow_model, wide_model = StudentVocoder(old_cfg), StudentVocoder(VocoderConfig(**wide["config"]["model"]))
+    narrow_model.load_state_dict(state["model"])
+    wide_model.load_state_dict(wide["model"])
+    z = torch.randn(1, 192, 12)
+    with torch.no_grad():
+        assert torch.allclose(narrow_model(z), wide_model(z), atol=1e-6)
+    assert wide["config"]["changes"][-1] == {"step": state["step"], "model": {"mult": old_cfg.mult + 2}}
+    summary = train(TrainConfig(what="vocoder", steps=state["step"] + 2), tiny_runs["vocoder"].parent / "cache", run, resume=True,
+                    widen_mult=old_cfg.mult + 2)
+    after = torch.load(run / "ckpt.pt", weights_only=False)
+    assert summary["steps"] == state["step"] + 2 and after["config"]["model"]["mult"] == old_cfg.mult + 2
+    added = after["model"]["blocks.0.pw2.weight"][:, old_cfg.dim * old_cfg.mult:]
+    assert float(added.abs().sum()) > 0  # the new units learned
+    with pytest.raises(ValueError, match="larger MLP multiplier"):
+        widen(after, old_cfg.mult, seed=1)
+
+
+def test_gan_set_rejects_unknown_keys_and_non_numbers() -> None:
+    from jetvox.provisioning.distill.train import gan_changes
+
+    assert gan_changes(["mel_weight=2.5"]) == {"mel_weight": 2.5}
+    with pytest.raises(ValueError, match="KEY one of .*complex_weight"):
+        gan_changes(["complex=0"])
+    with pytest.raises(ValueError, match="expected a number, got 'zero'"):
+        gan_changes(["wav_weight=zero"])
+    with pytest.raises(ValueError, match="periods"):  # not a float field: not changeable mid-run
+        gan_changes(["periods=2"])
+
+
 def test_the_time_budget_counts_from_the_start_not_from_the_last_checkpoint(tiny_runs: dict[str, Path], tmp_path: Path) -> None:
     """`--max-minutes` stopped nothing when checkpoints came more often than the budget (make distill-gan)."""
     cfg = TrainConfig(what="vocoder", steps=40, batch=2, segment=8, context=4, ckpt_every=1, log_every=1,

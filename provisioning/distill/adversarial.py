@@ -35,6 +35,14 @@ class GanConfig:
     2.3 at the shipped checkpoint, so about 14 weighted, HiFi-GAN's mel share against its adversarial terms)."""
     disc_lr: float = 2e-4
     """Discriminators' AdamW learning rate (constant)."""
+    mel_weight: float = 1.0
+    """Weight of the log-mel L1 inside the reconstruction loss."""
+    mrstft_weight: float = 1.0
+    """Weight of the multi-resolution STFT (spectral convergence + log magnitude) inside the reconstruction loss."""
+    complex_weight: float = 1.0
+    """Weight of the compressed complex-spectrum distance (phase-aware) inside the reconstruction loss."""
+    wav_weight: float = 0.5
+    """Weight of the waveform L1 inside the reconstruction loss."""
 
 
 def _norm(conv: nn.Module) -> nn.Module:
@@ -135,7 +143,7 @@ class AdversarialStep:
         self.cfg = cfg
         self.disc = Discriminators(cfg)
         self.opt = torch.optim.AdamW(self.disc.parameters(), lr=cfg.disc_lr, betas=(0.8, 0.99), weight_decay=0.01)
-        self.recon = VocoderLoss()
+        self.recon = VocoderLoss(cfg.mel_weight, cfg.mrstft_weight, cfg.complex_weight, cfg.wav_weight)
         if state is not None and "disc" in state:  # resuming an adversarial run (else it starts now)
             self.disc.load_state_dict(state["disc"])
             self.opt.load_state_dict(state["opt_d"])
@@ -162,7 +170,7 @@ def gan_config(data: dict[str, Any] | None) -> GanConfig:
     """A GanConfig from its stored dict (tuples restored), or the defaults."""
     if not data:
         return GanConfig()
-    d = dict(data)
+    d = {**asdict(GanConfig()), **data}  # runs saved before a field existed get its default
     for key in ("periods", "period_channels"):
         d[key] = tuple(d[key])
     d["resolutions"] = tuple(tuple(r) for r in d["resolutions"])

@@ -240,3 +240,23 @@ class StudentAcoustic(nn.Module):
 
 def config_dict(cfg: VocoderConfig | AcousticConfig) -> dict:
     return asdict(cfg)
+
+
+def widen_vocoder(state: dict[str, torch.Tensor], cfg: VocoderConfig, mult: int,
+                  generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """A vocoder state dict with each ConvNeXt MLP widened from ``cfg.mult`` to ``mult`` (Net2Net style).
+
+    The added hidden units get small random input weights and zero output weights, so the widened network
+    computes exactly the same audio until training moves them; receptive field and streaming are unchanged.
+    """
+    if mult <= cfg.mult:
+        raise ValueError(f"widening needs a larger MLP multiplier than {cfg.mult}, got {mult}")
+    out = dict(state)
+    extra = cfg.dim * (mult - cfg.mult)
+    for b in range(cfg.blocks):
+        w1, b1, w2 = (state[f"blocks.{b}.{k}"] for k in ("pw1.weight", "pw1.bias", "pw2.weight"))
+        scale = float(w1.std())
+        out[f"blocks.{b}.pw1.weight"] = torch.cat([w1, torch.randn(extra, cfg.dim, generator=generator) * scale])
+        out[f"blocks.{b}.pw1.bias"] = torch.cat([b1, torch.zeros(extra)])
+        out[f"blocks.{b}.pw2.weight"] = torch.cat([w2, torch.zeros(cfg.dim, extra)], 1)
+    return out

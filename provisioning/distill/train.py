@@ -26,6 +26,7 @@ from jetvox.provisioning.distill.models import (
     StudentAcoustic,
     StudentVocoder,
     VocoderConfig,
+    widen_vocoder,
 )
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,9 @@ class TrainConfig:
     """Learning-rate phases ``{"until": step, "lr": peak}``; each warms up and cosine-decays on its own span.
     Empty means one phase (``steps``, ``lr``). An extended run (``--resume`` with more steps and a new ``--lr``)
     appends a phase, so the schedule of the finished steps is never rewritten."""
+    changes: list[dict[str, Any]] = field(default_factory=list)
+    """Settings changed on a resume, oldest first: ``{"step": step, "gan": {key: new value}}`` (``--gan-set``) or
+    ``{"step": step, "model": {"mult": new}}`` (``--widen-mult``)."""
 
 
 def runs_dir(state_dir: Path) -> Path:
@@ -175,17 +179,73 @@ def _save(path: Path, state: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _restore(cfg: TrainConfig, ckpt_path: Path, resume: bool, extend_lr: float | None) -> tuple[TrainConfig, dict[str, Any] | None]:
+def gan_changes(pairs: list[str]) -> dict[str, float]:
+    """``KEY=VALUE`` pairs naming GanConfig's float fields (loss weights, discriminator learning rate)."""
+    floats = {k for k, v in asdict(GanConfig()).items() if isinstance(v, float)}
+    out: dict[str, float] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in floats:
+            raise ValueError(f"--gan-set expects KEY=NUMBER with KEY one of {', '.join(sorted(floats))}; got {pair!r}")
+        try:
+            out[key] = float(value)
+        except ValueError:
+            raise ValueError(f"--gan-set {key}: expected a number, got {value!r}") from None
+    return out
+
+
+def _pad_like(saved: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """``saved`` (an optimiser moment) zero-padded at the end of each axis to ``shape``."""
+    out = torch.zeros(shape, dtype=saved.dtype)
+    out[tuple(slice(0, n) for n in saved.shape)] = saved
+    return out
+
+
+def widen(state: dict[str, Any], mult: int, seed: int) -> dict[str, Any]:
+    """A vocoder checkpoint with wider ConvNeXt MLPs (``models.widen_vocoder``), its optimiser moments padded
+    with zeros for the new units and the change recorded in its config."""
+    old = VocoderConfig(**state["config"]["model"])
+    names = [n for n, _ in StudentVocoder(old).named_parameters()]
+    model = widen_vocoder(state["model"], old, mult, torch.Generator().manual_seed(seed))
+    opt = state.get("opt")
+    if opt is not None:
+        for index, name in enumerate(names):
+            moments = opt["state"].get(index, {})
+            for key in ("exp_avg", "exp_avg_sq"):
+                if key in moments and moments[key].shape != model[name].shape:
+                    moments[key] = _pad_like(moments[key], model[name].shape)
+    config = {**state["config"], "model": {**state["config"]["model"], "mult": mult}}
+    config["changes"] = [*config.get("changes", []), {"step": int(state["step"]), "model": {"mult": mult}}]
+    return {**state, "model": model, "config": config}
+
+
+def _restore(cfg: TrainConfig, ckpt_path: Path, resume: bool, extend_lr: float | None,
+             gan_set: dict[str, float] | None = None, widen_mult: int | None = None,
+             ) -> tuple[TrainConfig, dict[str, Any] | None]:
     """The run's config and the checkpoint to continue from (None to start afresh)."""
     if not (resume and ckpt_path.exists()):
-        return cfg, None
+        return replace_gan(cfg, gan_set), None
     state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    if widen_mult is not None and state["config"]["model"].get("mult", widen_mult) < widen_mult:
+        state = widen(state, widen_mult, cfg.seed)
     resumed = {**extend(state["config"], cfg.steps, extend_lr), "threads": cfg.threads}
     if cfg.adversarial and not resumed.get("adversarial"):  # turning a spectral-loss run adversarial from here
         resumed.update(adversarial=True, gan=cfg.gan or asdict(GanConfig()))
+    if gan_set:
+        gan = asdict(gan_config(resumed.get("gan")))
+        if any(gan[k] != v for k, v in gan_set.items()):
+            resumed["gan"] = {**gan, **gan_set}
+            resumed["changes"] = [*resumed.get("changes", []), {"step": int(state["step"]), "gan": gan_set}]
     cfg = TrainConfig(**resumed)
     log.info("resuming %s from step %d", cfg.what, state["step"])
     return cfg, state
+
+
+def replace_gan(cfg: TrainConfig, gan_set: dict[str, float] | None) -> TrainConfig:
+    """A fresh run's config with ``gan_set`` applied to its GanConfig."""
+    if not gan_set:
+        return cfg
+    return TrainConfig(**{**asdict(cfg), "gan": {**asdict(gan_config(cfg.gan)), **gan_set}})
 
 
 def _start(
@@ -266,7 +326,8 @@ class _LossLog:
 
 
 def train(cfg: TrainConfig, cache: Path, out: Path, resume: bool = False, max_minutes: float | None = None,
-          limit_items: int | None = None, extend_lr: float | None = None) -> dict[str, Any]:
+          limit_items: int | None = None, extend_lr: float | None = None,
+          gan_set: dict[str, float] | None = None, widen_mult: int | None = None) -> dict[str, Any]:
     """Train (or continue training) one student; returns a summary (steps, seconds, last losses).
 
     Args:
@@ -278,10 +339,13 @@ def train(cfg: TrainConfig, cache: Path, out: Path, resume: bool = False, max_mi
         limit_items: use only the first N cached utterances (tests).
         extend_lr: on resume past the checkpoint's target, the peak learning rate of the added phase
             (None continues the saved schedule stretched to ``cfg.steps``).
+        gan_set: adversarial loss weights (GanConfig fields) to change from here on; recorded in ``changes``.
+        widen_mult: vocoder: widen the ConvNeXt MLPs to this multiplier from here on (function-preserving);
+            recorded in ``changes``. Ignored when the checkpoint is already that wide.
     """
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / CKPT
-    cfg, state = _restore(cfg, ckpt_path, resume, extend_lr)
+    cfg, state = _restore(cfg, ckpt_path, resume, extend_lr, gan_set, widen_mult)
     model, opt, rng, step, seconds = _start(cfg, state)
     if state is not None:
         _truncate_log(out / LOSS_LOG, step)
@@ -324,7 +388,8 @@ def train(cfg: TrainConfig, cache: Path, out: Path, resume: bool = False, max_mi
     losses.close()
     bar.close()
     return {"what": cfg.what, "steps": step, "target_steps": cfg.steps, "seconds": round(seconds, 1),
-            "losses": losses.last, "utterances": len(paths), "seed": cfg.seed, "threads": cfg.threads, "phases": cfg.phases}
+            "losses": losses.last, "utterances": len(paths), "seed": cfg.seed, "threads": cfg.threads, "phases": cfg.phases,
+            "changes": cfg.changes}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -344,7 +409,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-minutes", type=float, default=None, help="stop early (checkpointed) after this wall time")
     ap.add_argument("--adversarial", action="store_true",
                     help="vocoder: train against multi-period and multi-resolution discriminators from here on")
+    ap.add_argument("--gan-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="adversarial run: change a loss weight from here on (recorded in the run's config)")
+    ap.add_argument("--widen-mult", type=int, default=None, metavar="N",
+                    help="vocoder, with --resume: widen each ConvNeXt MLP to N x dim (new units start silent)")
     args = ap.parse_args(argv)
+    if args.widen_mult is not None and (args.what != "vocoder" or not args.resume):
+        ap.error("--widen-mult widens a vocoder checkpoint: it needs --what vocoder and --resume")
+    try:
+        gan_set = gan_changes(args.gan_set)
+    except ValueError as exc:
+        ap.error(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     cache = args.cache or teacher_data.cache_dir(default_state_dir())
     out = args.out or runs_dir(default_state_dir()) / args.what
@@ -352,7 +427,8 @@ def main(argv: list[str] | None = None) -> None:
         ap.error("--adversarial trains the vocoder only")
     cfg = TrainConfig(what=args.what, steps=args.steps, seed=args.seed, batch=args.batch, lr=args.lr,
                       threads=args.threads, ckpt_every=args.ckpt_every, adversarial=args.adversarial)
-    summary = train(cfg, cache, out, args.resume, args.max_minutes, extend_lr=args.extend_lr)
+    summary = train(cfg, cache, out, args.resume, args.max_minutes, extend_lr=args.extend_lr, gan_set=gan_set,
+                    widen_mult=args.widen_mult)
     (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     log.info("done: %s", summary)
 
