@@ -239,6 +239,7 @@ class JobBook:
                 voice=req.voice,
                 ssml=req.ssml,
                 ignored=tuple(req.document.ignored) if req.document else (),
+                document=req.document,
                 remember=req.id is not None,
                 received=d.received,
             )

@@ -10,6 +10,7 @@ from typing import Any, Callable, Optional, Protocol
 
 from jetvox.device.daemon.messages import PRIORITIES
 from jetvox.device.daemon.spool import Row, Spool
+from jetvox.device.text.ssml import Document as SsmlDocument
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,8 @@ class Job:
     """The HermesSay request as its JSON text, for ``sayFinished`` and ``playBytes``."""
     ignored: tuple[str, ...] = ()
     """SSML elements and attributes not applied (named in the ``queued`` status; not spooled)."""
+    document: Optional[SsmlDocument] = None
+    """The SSML as parsed on intake (not spooled: a job read back from the spool is parsed again)."""
     sink: Any = None
     """Where a connection-bound job's audio goes (a Wyoming client's ``StreamSink``); such a job is never
     spooled: it lives as long as the connection that asked for it."""

@@ -277,7 +277,7 @@ class SynthesisWorker(threading.Thread):
         """
         params = self._params(job, voice, volume)
         if job.ssml:
-            spans = ssml.parse(job.text).spans
+            spans = (job.document or ssml.parse(job.text)).spans
             return voice.synth.synthesize_spans(spans, params, voices=lambda name: self.voices.get(name).synth)
         return voice.synth.synthesize(job.text, params)
 

@@ -183,7 +183,8 @@ class _Connection(AsyncEventHandler):
         problem = text_problem(text, self._cfg.synthesis.max_text_chars)
         if problem is not None:
             raise RequestError(problem[1], problem[0])
-        if is_ssml:  # checked now, so a bad document is this request's error (the worker parses it again)
+        document = None
+        if is_ssml:  # parsed now, so a bad document is this request's error
             try:
                 document = ssml.parse(text)
             except ssml.SsmlError as exc:
@@ -191,7 +192,8 @@ class _Connection(AsyncEventHandler):
             for name in document.voices:
                 self._voice(_Named(name))
         return Job(id=new_id("wyoming-"), text=text, priority=self._cfg.wyoming.priority, output="wyoming",
-                   voice=voice, ssml=is_ssml, source="wyoming", sink=LoopSink(asyncio.get_running_loop()))
+                   voice=voice, ssml=is_ssml, document=document, source="wyoming",
+                   sink=LoopSink(asyncio.get_running_loop()))
 
     def _ensure_writer(self) -> None:
         if self._writer_task is None or self._writer_task.done():
