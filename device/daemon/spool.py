@@ -9,7 +9,7 @@ import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 from jetvox.engines.errors import JetvoxError
 
@@ -141,12 +141,6 @@ class Spool:
         with self._lock:
             raw = self._db.execute(sql + " ORDER BY rank DESC, seq LIMIT 1", tuple(params)).fetchone()
         return None if raw is None else _row(raw)
-
-    def rows(self) -> Iterator[Row]:
-        """Every unfinished message, in the order they would be spoken."""
-        with self._lock:
-            raws = self._db.execute("SELECT * FROM messages ORDER BY rank DESC, seq").fetchall()
-        return (_row(r) for r in raws)
 
     def set_final(self, msg_id: str, status: dict[str, Any]) -> None:
         """The message is spoken (or dropped); its final status is being confirmed. A replay only re-sends it."""
