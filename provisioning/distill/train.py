@@ -297,6 +297,32 @@ def _student_loss(
     return zl + dl, {"z_l1": zl.item(), "logdur_mse": dl.item()}
 
 
+def _hardware(cfg: TrainConfig) -> str:
+    """What the run trains on (stored in each checkpoint)."""
+    cpu = next((line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("model name")), "")
+    return f"{cpu or platform.processor() or platform.machine()}, {cfg.threads} torch thread(s)"
+
+
+def _cpuinfo() -> list[str]:
+    try:
+        return Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+
+
+def _optimise(model: torch.nn.Module, opt: torch.optim.Optimizer, data: VocoderData | AcousticData,
+              cfg: TrainConfig, loss_fn: LossFn, step: int) -> dict[str, float]:
+    """One optimiser step at ``step``'s learning rate; the loss and its named parts."""
+    for g in opt.param_groups:
+        g["lr"] = _lr(cfg, step)
+    loss, parts = _student_loss(model, data, cfg, loss_fn)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+    opt.step()
+    return {"loss": loss.item(), **parts}
+
+
 class _LossLog:
     """Averages the losses over ``log_every`` steps and appends them to the run's loss log."""
 
@@ -357,21 +383,14 @@ def train(cfg: TrainConfig, cache: Path, out: Path, resume: bool = False, max_mi
     loss_fn: LossFn = adversarial or VocoderLoss()
     log.info("%s: %.2fM parameters, %d utterances, steps %d..%d", cfg.what,
              sum(p.numel() for p in model.parameters()) / 1e6, len(paths), step, cfg.steps)
-    hardware = f"{platform.processor() or platform.machine()}, {cfg.threads} torch thread(s)"
     model.train()
     t0 = started = time.monotonic()  # t0 restarts at each checkpoint (for the seconds trained); started does not
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.what}", mininterval=10)
     losses = _LossLog(out / LOSS_LOG, cfg)
     while step < cfg.steps:
-        for g in opt.param_groups:
-            g["lr"] = _lr(cfg, step)
-        loss, parts = _student_loss(model, data, cfg, loss_fn)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        opt.step()
+        parts = _optimise(model, opt, data, cfg, loss_fn, step)
         step += 1
-        if losses.add(step, {"loss": loss.item(), **parts}, seconds + time.monotonic() - t0):
+        if losses.add(step, parts, seconds + time.monotonic() - t0):
             bar.set_postfix(loss=f"{losses.last['loss']:.3f}")
         bar.update(1)
         over = max_minutes is not None and time.monotonic() - started > max_minutes * 60
@@ -381,7 +400,7 @@ def train(cfg: TrainConfig, cache: Path, out: Path, resume: bool = False, max_mi
             _save(ckpt_path, {
                 "config": asdict(cfg), "model": model.state_dict(), "opt": opt.state_dict(), "step": step,
                 "seconds": seconds, "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                "utterances": len(paths), "hardware": hardware, **(adversarial.state() if adversarial else {})})
+                "utterances": len(paths), "hardware": _hardware(cfg), **(adversarial.state() if adversarial else {})})
         if over:
             log.info("time budget of %.1f min reached at step %d; checkpoint saved", max_minutes, step)
             break
