@@ -156,7 +156,9 @@ class AdversarialStep:
         torch.nn.utils.clip_grad_norm_(self.disc.parameters(), 5.0)
         self.opt.step()
         recon, parts = self.recon(pred, target)
-        adv, fm = generator_losses(self.disc(target), self.disc(pred))
+        with torch.no_grad():  # the teacher's feature maps are targets only: no graph for them
+            real = self.disc(target)
+        adv, fm = generator_losses(real, self.disc(pred))
         c = self.cfg
         total = c.recon_weight * recon + c.adv_weight * adv + c.fm_weight * fm
         return total, {**parts, "recon": float(recon.detach()), "adv": float(adv.detach()), "fm": float(fm.detach()),
