@@ -382,6 +382,28 @@ def test_widening_the_vocoder_keeps_its_audio_and_trains_on(tiny_runs: dict[str,
         widen(after, old_cfg.mult, seed=1)
 
 
+def test_a_recipe_stage_stops_at_its_step_and_the_next_waits_for_it(tiny_runs: dict[str, Path], tmp_path: Path) -> None:
+    """`--stop-at` ends a stage at its step (schedule unchanged); `--from-step` skips a stage not yet reached."""
+    import shutil
+
+    from jetvox.provisioning.distill.train import checkpoint_step, main
+
+    run = tmp_path / "staged"
+    shutil.copytree(tiny_runs["vocoder"], run)
+    cache = tiny_runs["vocoder"].parent / "cache"
+    before = checkpoint_step(run)
+    summary = train(TrainConfig(what="vocoder", steps=before + 10), cache, run, resume=True, stop_at=before + 1)
+    assert summary["steps"] == before + 1 == checkpoint_step(run) and summary["target_steps"] == before + 10
+    waiting = ["--what", "vocoder", "--steps", str(before + 10), "--out", str(run), "--cache", str(cache),
+               "--resume", "--threads", "1", "--widen-mult", "9"]
+    main([*waiting, "--from-step", str(before + 2)])
+    assert checkpoint_step(run) == before + 1  # not reached: nothing trained, nothing widened
+    assert torch.load(run / "ckpt.pt", weights_only=False)["config"]["model"]["mult"] != 9
+    main([*waiting, "--from-step", str(before + 1), "--stop-at", str(before + 2)])
+    state = torch.load(run / "ckpt.pt", weights_only=False)
+    assert state["step"] == before + 2 and state["config"]["model"]["mult"] == 9
+
+
 def test_gan_set_rejects_unknown_keys_and_non_numbers() -> None:
     from jetvox.provisioning.distill.train import gan_changes
 

@@ -353,7 +353,8 @@ class _LossLog:
 
 def train(cfg: TrainConfig, cache: Path, out: Path, resume: bool = False, max_minutes: float | None = None,
           limit_items: int | None = None, extend_lr: float | None = None,
-          gan_set: dict[str, float] | None = None, widen_mult: int | None = None) -> dict[str, Any]:
+          gan_set: dict[str, float] | None = None, widen_mult: int | None = None,
+          stop_at: int | None = None) -> dict[str, Any]:
     """Train (or continue training) one student; returns a summary (steps, seconds, last losses).
 
     Args:
@@ -368,10 +369,10 @@ def train(cfg: TrainConfig, cache: Path, out: Path, resume: bool = False, max_mi
         gan_set: adversarial loss weights (GanConfig fields) to change from here on; recorded in ``changes``.
         widen_mult: vocoder: widen the ConvNeXt MLPs to this multiplier from here on (function-preserving);
             recorded in ``changes``. Ignored when the checkpoint is already that wide.
+        stop_at: stop (with a checkpoint) at this step; the schedule still spans ``cfg.steps``.
     """
     out.mkdir(parents=True, exist_ok=True)
-    ckpt_path = out / CKPT
-    cfg, state = _restore(cfg, ckpt_path, resume, extend_lr, gan_set, widen_mult)
+    cfg, state = _restore(cfg, ckpt_path := out / CKPT, resume, extend_lr, gan_set, widen_mult)
     model, opt, rng, step, seconds = _start(cfg, state)
     if state is not None:
         _truncate_log(out / LOSS_LOG, step)
@@ -387,14 +388,15 @@ def train(cfg: TrainConfig, cache: Path, out: Path, resume: bool = False, max_mi
     t0 = started = time.monotonic()  # t0 restarts at each checkpoint (for the seconds trained); started does not
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.what}", mininterval=10)
     losses = _LossLog(out / LOSS_LOG, cfg)
-    while step < cfg.steps:
+    end = min(cfg.steps, stop_at) if stop_at is not None else cfg.steps
+    while step < end:
         parts = _optimise(model, opt, data, cfg, loss_fn, step)
         step += 1
         if losses.add(step, parts, seconds + time.monotonic() - t0):
             bar.set_postfix(loss=f"{losses.last['loss']:.3f}")
         bar.update(1)
         over = max_minutes is not None and time.monotonic() - started > max_minutes * 60
-        if step % cfg.ckpt_every == 0 or step == cfg.steps or over:
+        if step % cfg.ckpt_every == 0 or step == end or over:
             seconds += time.monotonic() - t0
             t0 = time.monotonic()
             _save(ckpt_path, {
@@ -409,6 +411,12 @@ def train(cfg: TrainConfig, cache: Path, out: Path, resume: bool = False, max_mi
     return {"what": cfg.what, "steps": step, "target_steps": cfg.steps, "seconds": round(seconds, 1),
             "losses": losses.last, "utterances": len(paths), "seed": cfg.seed, "threads": cfg.threads, "phases": cfg.phases,
             "changes": cfg.changes}
+
+
+def checkpoint_step(out: Path) -> int:
+    """The step of the checkpoint in run directory ``out`` (0 when there is none)."""
+    path = out / CKPT
+    return int(torch.load(path, map_location="cpu", weights_only=False)["step"]) if path.exists() else 0
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -432,6 +440,10 @@ def main(argv: list[str] | None = None) -> None:
                     help="adversarial run: change a loss weight from here on (recorded in the run's config)")
     ap.add_argument("--widen-mult", type=int, default=None, metavar="N",
                     help="vocoder, with --resume: widen each ConvNeXt MLP to N x dim (new units start silent)")
+    ap.add_argument("--stop-at", type=int, default=None, metavar="STEP",
+                    help="stop (checkpointed) at this step; the learning-rate schedule still spans --steps")
+    ap.add_argument("--from-step", type=int, default=None, metavar="STEP",
+                    help="do nothing unless the run's checkpoint has reached STEP (a later stage of a recipe)")
     args = ap.parse_args(argv)
     if args.widen_mult is not None and (args.what != "vocoder" or not args.resume):
         ap.error("--widen-mult widens a vocoder checkpoint: it needs --what vocoder and --resume")
@@ -446,8 +458,12 @@ def main(argv: list[str] | None = None) -> None:
         ap.error("--adversarial trains the vocoder only")
     cfg = TrainConfig(what=args.what, steps=args.steps, seed=args.seed, batch=args.batch, lr=args.lr,
                       threads=args.threads, ckpt_every=args.ckpt_every, adversarial=args.adversarial)
+    if args.from_step is not None and (reached := checkpoint_step(out)) < args.from_step:
+        log.info("%s is at step %d, not yet at %d: this stage waits (run again after the earlier one)",
+                 out, reached, args.from_step)
+        return
     summary = train(cfg, cache, out, args.resume, args.max_minutes, extend_lr=args.extend_lr, gan_set=gan_set,
-                    widen_mult=args.widen_mult)
+                    widen_mult=args.widen_mult, stop_at=args.stop_at)
     (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     log.info("done: %s", summary)
 
