@@ -402,6 +402,8 @@ def test_a_recipe_stage_stops_at_its_step_and_the_next_waits_for_it(tiny_runs: d
     main([*waiting, "--from-step", str(before + 1), "--stop-at", str(before + 2)])
     state = torch.load(run / "ckpt.pt", weights_only=False)
     assert state["step"] == before + 2 and state["config"]["model"]["mult"] == 9
+    main([*waiting, "--stop-at", str(before + 1)])  # an earlier stage, already past: returns at once
+    assert checkpoint_step(run) == before + 2
 
 
 def test_gan_set_rejects_unknown_keys_and_non_numbers() -> None:

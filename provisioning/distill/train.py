@@ -458,9 +458,13 @@ def main(argv: list[str] | None = None) -> None:
         ap.error("--adversarial trains the vocoder only")
     cfg = TrainConfig(what=args.what, steps=args.steps, seed=args.seed, batch=args.batch, lr=args.lr,
                       threads=args.threads, ckpt_every=args.ckpt_every, adversarial=args.adversarial)
-    if args.from_step is not None and (reached := checkpoint_step(out)) < args.from_step:
+    reached = checkpoint_step(out) if args.resume else 0
+    if args.from_step is not None and reached < args.from_step:
         log.info("%s is at step %d, not yet at %d: this stage waits (run again after the earlier one)",
                  out, reached, args.from_step)
+        return
+    if args.stop_at is not None and reached >= args.stop_at:
+        log.info("%s is at step %d, past this stage's end (%d): nothing to do", out, reached, args.stop_at)
         return
     summary = train(cfg, cache, out, args.resume, args.max_minutes, extend_lr=args.extend_lr, gan_set=gan_set,
                     widen_mult=args.widen_mult, stop_at=args.stop_at)
