@@ -59,7 +59,8 @@ distill: provision
 	  $(PY) -m jetvox.provisioning.distill.teacher_data --shard 1 --shards 2 && wait $$pid
 	$(PY) -m jetvox.provisioning.distill.train --what vocoder --steps 16400 --threads 1 --resume --extend-lr 3e-4
 	$(PY) -m jetvox.provisioning.distill.train --what acoustic --steps 15000 --batch 8 --threads 1 --resume --extend-lr 3e-4
-	$(MAKE) distill-gan GAN_FROM=$(STATE)/distill/runs/vocoder/ckpt.pt GAN_RUN=$(STATE)/distill/runs/vocoder-gan
+	$(MAKE) distill-gan GAN_FROM=$(STATE)/distill/runs/vocoder/ckpt.pt GAN_RUN=$(STATE)/distill/runs/vocoder-gan \
+	  GAN_ACOUSTIC=$(STATE)/distill/runs/acoustic/ckpt.pt
 	$(PY) -m jetvox.provisioning.distill.ship
 
 # Stage 3 (issue 10): the vocoder trained on against multi-period and multi-resolution discriminators with
@@ -76,12 +77,21 @@ GAN_STEPS ?= 40400
 # ConvNeXt MLP widened 3x -> 6x dim (new units start silent; 0.40 GMAC per audio second, budget 0.49).
 GAN_SWITCH ?= 28753
 GAN_3B := --gan-set complex_weight=0 --gan-set wav_weight=0 --gan-set mel_weight=2.5 --widen-mult 6
+# 3c from step 36,088 to 41,000: 80% of the segments are vocoded from the acoustic student's teacher-forced
+# latents (the smoother ones the vocoder gets in use) against the teacher's audio, as HiFi-GAN fine-tunes on
+# ground-truth-aligned mels; a new learning-rate phase (peak 1e-4) for it.
+GAN_3C_FROM ?= 36088
+GAN_3C_STEPS ?= 41000
+GAN_ACOUSTIC ?= provisioning/distill/results/acoustic-ckpt.pt
+GAN_3C := --aligned-fraction 0.8 --aligned-acoustic $(GAN_ACOUSTIC) --phase-lr 1e-4
 distill-gan: setup
 	test -f $(GAN_RUN)/ckpt.pt || { mkdir -p $(GAN_RUN) && cp $(GAN_FROM) $(GAN_RUN)/ckpt.pt; }
 	$(PY) -m jetvox.provisioning.distill.train --what vocoder --out $(GAN_RUN) --steps $(GAN_STEPS) --threads 1 \
 	  --resume --extend-lr 2e-4 --adversarial --max-minutes 120 --stop-at $(GAN_SWITCH)
 	$(PY) -m jetvox.provisioning.distill.train --what vocoder --out $(GAN_RUN) --steps $(GAN_STEPS) --threads 1 \
-	  --resume --adversarial --max-minutes 120 --from-step $(GAN_SWITCH) $(GAN_3B)
+	  --resume --adversarial --max-minutes 120 --from-step $(GAN_SWITCH) --stop-at $(GAN_3C_FROM) $(GAN_3B)
+	$(PY) -m jetvox.provisioning.distill.train --what vocoder --out $(GAN_RUN) --steps $(GAN_3C_STEPS) --threads 1 \
+	  --resume --adversarial --max-minutes 120 --from-step $(GAN_3C_FROM) $(GAN_3C)
 
 # On a device, as root: code and venv in /opt/jetvox, config in /etc/jetvox, systemd units enabled.
 install:

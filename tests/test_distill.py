@@ -424,3 +424,81 @@ def test_the_time_budget_counts_from_the_start_not_from_the_last_checkpoint(tiny
                       model={"dim": 32, "blocks": 2, "mult": 2, "in_kernel": 3})
     summary = train(cfg, tiny_runs["vocoder"].parent / "cache", tmp_path / "budget", max_minutes=1e-9)
     assert summary["steps"] == 1
+
+
+# --- training on the acoustic student's aligned latents (issue 10, stage 3c) -----------------------------
+
+
+def test_a_new_phase_keeps_the_finished_schedule_and_is_added_once() -> None:
+    from jetvox.provisioning.distill.train import new_phase
+
+    first = TrainConfig(what="vocoder", steps=1000, lr=1e-3, warmup=10)
+    cut = TrainConfig(**new_phase(asdict(first), 600, 1500, 2e-4))
+    assert cut.phases == [{"until": 600, "lr": 1e-3, "decay_until": 1000}, {"until": 1500, "lr": 2e-4}]
+    assert [_lr(cut, s) for s in range(600)] == [_lr(first, s) for s in range(600)]  # the past is not rewritten
+    assert _lr(cut, 600) == pytest.approx(2e-4 / 10) and _lr(cut, 610) == pytest.approx(2e-4)
+    assert new_phase(asdict(cut), 700, 1500, 2e-4)["phases"] == cut.phases  # a rerun of the stage adds nothing
+
+
+def test_aligned_latents_are_the_acoustic_students_teacher_forced_output(tiny_runs: dict[str, Path]) -> None:
+    from jetvox.provisioning.distill.aligned import aligned_latents, eligible, load_acoustic
+
+    model, digest = load_acoustic(tiny_runs["acoustic"] / "ckpt.pt")
+    items = [teacher_data.load_item(p) for p in teacher_data.cached_paths(tiny_runs["vocoder"].parent / "cache")]
+    noisy = teacher_data.Item(items[0].ids, items[0].durations, items[0].z0, items[0].zn, items[0].wav, "zn")
+    latents = aligned_latents([items[0], noisy], model)
+    assert eligible(items[0]) and not eligible(noisy) and latents[1] is None  # noisy audio does not line up
+    with torch.no_grad():
+        ids = torch.from_numpy(items[0].ids.astype(np.int64))[None]
+        z, _ = model.forward_train(ids, torch.ones(1, 1, ids.shape[1]), torch.from_numpy(items[0].durations)[None],
+                                   items[0].z0.shape[1])
+    assert latents[0] is not None and latents[0].shape == items[0].z0.shape
+    assert np.allclose(latents[0], z[0].numpy(), atol=1e-2)
+    assert len(digest) == 16 and load_acoustic(tiny_runs["acoustic"] / "ckpt.pt")[1] == digest
+    with pytest.raises(ValueError, match="expected 'acoustic'"):
+        load_acoustic(tiny_runs["vocoder"] / "ckpt.pt")
+
+
+def test_a_vocoder_trains_on_aligned_latents_and_the_run_records_it(tiny_runs: dict[str, Path], tmp_path: Path) -> None:
+    """`--aligned-fraction 1`: every segment's input is the acoustic student's latent, its target the teacher audio."""
+    import shutil
+
+    from jetvox.provisioning.distill.aligned import load_acoustic
+    from jetvox.provisioning.distill.train import VocoderData
+
+    run = tmp_path / "aligned"
+    shutil.copytree(tiny_runs["vocoder"], run)
+    cache, acoustic = tiny_runs["vocoder"].parent / "cache", tiny_runs["acoustic"] / "ckpt.pt"
+    before = torch.load(run / "ckpt.pt", weights_only=False)["step"]
+    summary = train(TrainConfig(what="vocoder", steps=before + 2), cache, run, resume=True, aligned=(1.0, acoustic),
+                    phase_lr=1e-4)
+    digest = load_acoustic(acoustic)[1]
+    assert summary["steps"] == before + 2 and summary["aligned_acoustic"] == digest
+    assert summary["changes"][-1] == {"step": before, "aligned": {"fraction": 1.0, "acoustic": digest}}
+    assert summary["phases"][-1] == {"until": before + 2, "lr": 1e-4}
+    with pytest.raises(ValueError, match="aligned latents"):  # resuming it needs the same acoustic student
+        train(TrainConfig(what="vocoder", steps=before + 3), cache, run, resume=True)
+
+    cfg = TrainConfig(what="vocoder", steps=1, batch=4, segment=8, context=0, aligned_fraction=1.0)
+    items = [teacher_data.load_item(p) for p in teacher_data.cached_paths(cache)]
+    latents = [np.full_like(it.z0, k + 1) for k, it in enumerate(items)]  # each item's latents: its own number
+    z, wav = VocoderData(items, cfg, np.random.default_rng(0), latents).batch()  # type: ignore[arg-type]
+    for b in range(4):
+        k = int(z[b, 0, 0]) - 1
+        assert torch.all(z[b] == k + 1)  # an aligned latent, not the teacher's
+        audio = items[k].wav.astype(np.float32)
+        assert any(np.array_equal(wav[b].numpy(), audio[s * HOP : (s + 8) * HOP]) for s in range(items[k].z0.shape[1] - 7))
+
+
+def test_aligned_flags_are_checked_before_anything_runs(tiny_runs: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    from jetvox.provisioning.distill.train import main
+
+    base = ["--what", "vocoder", "--steps", "1", "--out", str(tiny_runs["vocoder"])]
+    for extra, says in ((["--aligned-fraction", "0.5"], "go together"),
+                        (["--aligned-fraction", "1.5", "--aligned-acoustic", "x.pt"], "between 0 and 1; got 1.5"),
+                        (["--phase-lr", "1e-4"], "needs --resume")):
+        with pytest.raises(SystemExit) as exc:
+            main(base + extra)
+        assert exc.value.code == 2 and says in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="acoustic checkpoint .*missing.pt not found"):
+        main([*base, "--resume", "--aligned-fraction", "0.5", "--aligned-acoustic", "missing.pt"])

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from jetvox.device.config import default_state_dir
+from jetvox.provisioning.distill import aligned as aligned_mod
 from jetvox.provisioning.distill import teacher_data
 from jetvox.provisioning.distill.adversarial import AdversarialStep, GanConfig, gan_config
 from jetvox.provisioning.distill.losses import VocoderLoss, masked_l1, masked_mse
@@ -74,8 +75,14 @@ class TrainConfig:
     Empty means one phase (``steps``, ``lr``). An extended run (``--resume`` with more steps and a new ``--lr``)
     appends a phase, so the schedule of the finished steps is never rewritten."""
     changes: list[dict[str, Any]] = field(default_factory=list)
-    """Settings changed on a resume, oldest first: ``{"step": step, "gan": {key: new value}}`` (``--gan-set``) or
-    ``{"step": step, "model": {"mult": new}}`` (``--widen-mult``)."""
+    """Settings changed on a resume, oldest first: ``{"step": step, "gan": {key: new value}}`` (``--gan-set``),
+    ``{"step": step, "model": {"mult": new}}`` (``--widen-mult``) or ``{"step": step, "aligned": {...}}``
+    (``--aligned-fraction``)."""
+    aligned_fraction: float = 0.0
+    """Vocoder: share of segments whose input is the acoustic student's teacher-forced latent instead of the
+    teacher's (``aligned.py``); their target is still the teacher's audio."""
+    aligned_acoustic: str = ""
+    """Digest of the acoustic student's weights that made those latents (``aligned.weights_digest``)."""
 
 
 def runs_dir(state_dir: Path) -> Path:
@@ -84,16 +91,17 @@ def runs_dir(state_dir: Path) -> Path:
 
 
 def _lr(cfg: TrainConfig, step: int) -> float:
-    start, until, peak = 0, cfg.steps, cfg.lr
+    start, until, peak, decay = 0, cfg.steps, cfg.lr, cfg.steps
     for phase in cfg.phases:
         until, peak = int(phase["until"]), float(phase["lr"])
+        decay = int(phase.get("decay_until", until))  # a phase cut short keeps the cosine it was run with
         if step < until:
             break
         start = until
     step -= start
     if step < cfg.warmup:
         return peak * (step + 1) / cfg.warmup
-    frac = min(1.0, (step - cfg.warmup) / max(1, until - start - cfg.warmup))
+    frac = min(1.0, (step - cfg.warmup) / max(1, decay - start - cfg.warmup))
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
@@ -106,24 +114,62 @@ def extend(saved: dict[str, Any], steps: int, lr: float | None) -> dict[str, Any
     return cfg
 
 
+def new_phase(saved: dict[str, Any], step: int, steps: int, lr: float) -> dict[str, Any]:
+    """The config of a run given a new learning-rate phase from ``step`` (the checkpoint's) to ``steps``.
+
+    The phase running at ``step`` ends there but keeps the cosine it was run with (``decay_until``), so the
+    schedule of the finished steps is not rewritten. Unchanged when the last phase already is (``steps``, ``lr``).
+    """
+    phases = list(saved.get("phases") or [{"until": saved["steps"], "lr": saved["lr"]}])
+    if phases[-1]["until"] == steps and phases[-1]["lr"] == lr:
+        return {**saved, "steps": steps}
+    done = [p for p in phases if p["until"] <= step]
+    running = [p for p in phases if p["until"] > step][:1]
+    cut = [{**running[0], "until": step, "decay_until": running[0].get("decay_until", running[0]["until"])}] if running else []
+    return {**saved, "steps": steps, "phases": [*done, *cut, {"until": steps, "lr": lr}]}
+
+
 class VocoderData:
     """Random latent segments with context and the teacher audio of their centre."""
 
-    def __init__(self, items: list[teacher_data.Item], cfg: TrainConfig, rng: np.random.Generator) -> None:
-        self.z = [it.wav_z.astype(np.float16) for it in items if it.wav_z.shape[1] >= cfg.segment]
-        self.wav = [it.wav.astype(np.float16) for it in items if it.wav_z.shape[1] >= cfg.segment]
+    def __init__(self, items: list[teacher_data.Item], cfg: TrainConfig, rng: np.random.Generator,
+                 aligned: list[np.ndarray | None] | None = None) -> None:
+        keep = [n for n, it in enumerate(items) if it.wav_z.shape[1] >= cfg.segment]
+        self.z = [items[n].wav_z.astype(np.float16) for n in keep]
+        self.wav = [items[n].wav.astype(np.float16) for n in keep]
         if not self.z:
             raise ValueError(f"no cached utterance has {cfg.segment} frames or more; the teacher cache is too small")
         lengths = np.array([z.shape[1] for z in self.z], dtype=np.float64)
         self.p = lengths / lengths.sum()
+        self.aligned = [aligned[n] for n in keep] if aligned is not None else []
+        self.aligned_index = np.array([k for k, z in enumerate(self.aligned) if z is not None], dtype=np.int64)
+        if cfg.aligned_fraction > 0 and not self.aligned_index.size:
+            raise ValueError("aligned_fraction > 0 but no cached utterance was vocoded from its noise-0 latent")
+        if self.aligned_index.size:
+            self.p_aligned = lengths[self.aligned_index] / lengths[self.aligned_index].sum()
         self.cfg, self.rng = cfg, rng
+
+    def _picks(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(input latent, teacher audio) of each segment of a batch."""
+        if self.cfg.aligned_fraction <= 0:  # the draws of the runs before aligned latents, unchanged
+            return [(self.z[n], self.wav[n]) for n in self.rng.choice(len(self.z), size=self.cfg.batch, p=self.p)]
+        out = []
+        for _ in range(self.cfg.batch):
+            if self.rng.random() < self.cfg.aligned_fraction:
+                n = int(self.rng.choice(self.aligned_index, p=self.p_aligned))
+                z = self.aligned[n]
+                assert z is not None
+                out.append((z, self.wav[n]))
+            else:
+                n = int(self.rng.choice(len(self.z), p=self.p))
+                out.append((self.z[n], self.wav[n]))
+        return out
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         seg, ctx = self.cfg.segment, self.cfg.context
         zs = np.zeros((self.cfg.batch, 192, seg + 2 * ctx), dtype=np.float32)
         ws = np.zeros((self.cfg.batch, seg * HOP), dtype=np.float32)
-        for b, n in enumerate(self.rng.choice(len(self.z), size=self.cfg.batch, p=self.p)):
-            z, wav = self.z[n], self.wav[n]
+        for b, (z, wav) in enumerate(self._picks()):
             start = int(self.rng.integers(0, z.shape[1] - seg + 1))
             a, e = max(0, start - ctx), min(z.shape[1], start + seg + ctx)
             zs[b, :, a - (start - ctx) : e - (start - ctx)] = z[:, a:e]
@@ -221,14 +267,30 @@ def widen(state: dict[str, Any], mult: int, seed: int) -> dict[str, Any]:
 
 def _restore(cfg: TrainConfig, ckpt_path: Path, resume: bool, extend_lr: float | None,
              gan_set: dict[str, float] | None = None, widen_mult: int | None = None,
+             aligned: tuple[float, str] | None = None, phase_lr: float | None = None,
              ) -> tuple[TrainConfig, dict[str, Any] | None]:
     """The run's config and the checkpoint to continue from (None to start afresh)."""
     if not (resume and ckpt_path.exists()):
+        if aligned:
+            cfg = TrainConfig(**{**asdict(cfg), "aligned_fraction": aligned[0], "aligned_acoustic": aligned[1]})
         return replace_gan(cfg, gan_set), None
     state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     if widen_mult is not None and state["config"]["model"].get("mult", widen_mult) < widen_mult:
         state = widen(state, widen_mult, cfg.seed)
-    resumed = {**extend(state["config"], cfg.steps, extend_lr), "threads": cfg.threads}
+    step = int(state["step"])
+    if phase_lr is not None:
+        resumed = {**new_phase(state["config"], step, cfg.steps, phase_lr), "threads": cfg.threads}
+    else:
+        resumed = {**extend(state["config"], cfg.steps, extend_lr), "threads": cfg.threads}
+    if aligned is not None:
+        saved = (resumed.get("aligned_fraction", 0.0), resumed.get("aligned_acoustic", ""))
+        if saved != aligned:
+            resumed.update(aligned_fraction=aligned[0], aligned_acoustic=aligned[1])
+            change = {"fraction": aligned[0], "acoustic": aligned[1]}
+            resumed["changes"] = [*resumed.get("changes", []), {"step": step, "aligned": change}]
+    elif resumed.get("aligned_fraction", 0.0) > 0:
+        raise ValueError(f"{ckpt_path} trains on aligned latents (acoustic weights {resumed['aligned_acoustic']}): "
+                         "give --aligned-fraction and --aligned-acoustic to resume it")
     if cfg.adversarial and not resumed.get("adversarial"):  # turning a spectral-loss run adversarial from here
         resumed.update(adversarial=True, gan=cfg.gan or asdict(GanConfig()))
     if gan_set:
@@ -269,12 +331,17 @@ def _start(
     return model, opt, rng, int(state["step"]), float(state["seconds"])
 
 
-def _dataset(cfg: TrainConfig, paths: list[Path], rng: np.random.Generator) -> VocoderData | AcousticData:
-    """The cached teacher utterances as batches for the student being trained."""
+def _dataset(cfg: TrainConfig, paths: list[Path], rng: np.random.Generator,
+             acoustic: StudentAcoustic | None = None) -> VocoderData | AcousticData:
+    """The cached teacher utterances as batches for the student being trained (with ``acoustic``'s aligned latents
+    when the vocoder trains on them)."""
     from tqdm import tqdm
 
     items = [teacher_data.load_item(p) for p in tqdm(paths, desc="loading teacher data", mininterval=5)]
-    return VocoderData(items, cfg, rng) if cfg.what == "vocoder" else AcousticData(items, cfg, rng)
+    if cfg.what != "vocoder":
+        return AcousticData(items, cfg, rng)
+    latents = aligned_mod.aligned_latents(items, acoustic) if acoustic is not None and cfg.aligned_fraction > 0 else None
+    return VocoderData(items, cfg, rng, latents)
 
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict[str, float]]]
@@ -354,7 +421,8 @@ class _LossLog:
 def train(cfg: TrainConfig, cache: Path, out: Path, resume: bool = False, max_minutes: float | None = None,
           limit_items: int | None = None, extend_lr: float | None = None,
           gan_set: dict[str, float] | None = None, widen_mult: int | None = None,
-          stop_at: int | None = None) -> dict[str, Any]:
+          stop_at: int | None = None, aligned: tuple[float, Path] | None = None,
+          phase_lr: float | None = None) -> dict[str, Any]:
     """Train (or continue training) one student; returns a summary (steps, seconds, last losses).
 
     Args:
@@ -370,16 +438,19 @@ def train(cfg: TrainConfig, cache: Path, out: Path, resume: bool = False, max_mi
         widen_mult: vocoder: widen the ConvNeXt MLPs to this multiplier from here on (function-preserving);
             recorded in ``changes``. Ignored when the checkpoint is already that wide.
         stop_at: stop (with a checkpoint) at this step; the schedule still spans ``cfg.steps``.
+        aligned: vocoder: (share of segments, acoustic checkpoint) of ``aligned.py``'s latents from here on.
+        phase_lr: on resume, the peak of a new learning-rate phase from here to ``cfg.steps`` (``new_phase``).
     """
     out.mkdir(parents=True, exist_ok=True)
-    cfg, state = _restore(cfg, ckpt_path := out / CKPT, resume, extend_lr, gan_set, widen_mult)
+    acoustic, digest = aligned_mod.load_acoustic(aligned[1]) if aligned else (None, "")
+    cfg, state = _restore(cfg, ckpt_path := out / CKPT, resume, extend_lr, gan_set, widen_mult,
+                          (aligned[0], digest) if aligned else None, phase_lr)
     model, opt, rng, step, seconds = _start(cfg, state)
-    if state is not None:
-        _truncate_log(out / LOSS_LOG, step)
+    _truncate_log(out / LOSS_LOG, step)
     from tqdm import tqdm
 
     paths = teacher_data.cached_paths(cache)[:limit_items]
-    data = _dataset(cfg, paths, rng)
+    data = _dataset(cfg, paths, rng, acoustic)
     adversarial = AdversarialStep(gan_config(cfg.gan), state) if cfg.adversarial else None
     loss_fn: LossFn = adversarial or VocoderLoss()
     log.info("%s: %.2fM parameters, %d utterances, steps %d..%d", cfg.what,
@@ -399,18 +470,29 @@ def train(cfg: TrainConfig, cache: Path, out: Path, resume: bool = False, max_mi
         if step % cfg.ckpt_every == 0 or step == end or over:
             seconds += time.monotonic() - t0
             t0 = time.monotonic()
-            _save(ckpt_path, {
-                "config": asdict(cfg), "model": model.state_dict(), "opt": opt.state_dict(), "step": step,
-                "seconds": seconds, "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                "utterances": len(paths), "hardware": _hardware(cfg), **(adversarial.state() if adversarial else {})})
+            _save(ckpt_path, {**_snapshot(cfg, model, opt, rng), "step": step, "seconds": seconds,
+                              "utterances": len(paths), **(adversarial.state() if adversarial else {})})
         if over:
             log.info("time budget of %.1f min reached at step %d; checkpoint saved", max_minutes, step)
             break
     losses.close()
     bar.close()
+    return _summary(cfg, step, seconds, losses.last, len(paths))
+
+
+def _snapshot(cfg: TrainConfig, model: torch.nn.Module, opt: torch.optim.Optimizer,
+              rng: np.random.Generator) -> dict[str, Any]:
+    """The parts of a checkpoint that resume a run exactly: config, weights, optimiser and both RNGs."""
+    return {"config": asdict(cfg), "model": model.state_dict(), "opt": opt.state_dict(),
+            "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "hardware": _hardware(cfg)}
+
+
+def _summary(cfg: TrainConfig, step: int, seconds: float, losses: dict[str, float], utterances: int) -> dict[str, Any]:
+    """What a run reports when it stops (also written to its ``summary.json``)."""
+    aligned = {"aligned_fraction": cfg.aligned_fraction, "aligned_acoustic": cfg.aligned_acoustic}
     return {"what": cfg.what, "steps": step, "target_steps": cfg.steps, "seconds": round(seconds, 1),
-            "losses": losses.last, "utterances": len(paths), "seed": cfg.seed, "threads": cfg.threads, "phases": cfg.phases,
-            "changes": cfg.changes}
+            "losses": losses, "utterances": utterances, "seed": cfg.seed, "threads": cfg.threads, "phases": cfg.phases,
+            "changes": cfg.changes, **(aligned if cfg.aligned_fraction else {})}
 
 
 def checkpoint_step(out: Path) -> int:
@@ -419,7 +501,7 @@ def checkpoint_step(out: Path) -> int:
     return int(torch.load(path, map_location="cpu", weights_only=False)["step"]) if path.exists() else 0
 
 
-def main(argv: list[str] | None = None) -> None:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--what", choices=("vocoder", "acoustic"), required=True)
     ap.add_argument("--steps", type=int, required=True)
@@ -442,20 +524,42 @@ def main(argv: list[str] | None = None) -> None:
                     help="vocoder, with --resume: widen each ConvNeXt MLP to N x dim (new units start silent)")
     ap.add_argument("--stop-at", type=int, default=None, metavar="STEP",
                     help="stop (checkpointed) at this step; the learning-rate schedule still spans --steps")
+    ap.add_argument("--aligned-fraction", type=float, default=None, metavar="F",
+                    help="vocoder: share (0..1) of segments vocoded from the acoustic student's teacher-forced latents")
+    ap.add_argument("--aligned-acoustic", type=Path, default=None, metavar="CKPT",
+                    help="the acoustic student's checkpoint that makes those latents (with --aligned-fraction)")
+    ap.add_argument("--phase-lr", type=float, default=None, metavar="LR",
+                    help="with --resume: a new learning-rate phase from the checkpoint's step to --steps, peak LR")
     ap.add_argument("--from-step", type=int, default=None, metavar="STEP",
                     help="do nothing unless the run's checkpoint has reached STEP (a later stage of a recipe)")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def _check(ap: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, float]:
+    """Refuse flags that do not go together, naming them; the ``--gan-set`` changes."""
     if args.widen_mult is not None and (args.what != "vocoder" or not args.resume):
         ap.error("--widen-mult widens a vocoder checkpoint: it needs --what vocoder and --resume")
+    if (args.aligned_fraction is None) != (args.aligned_acoustic is None):
+        ap.error("--aligned-fraction and --aligned-acoustic go together")
+    if args.aligned_fraction is not None and (args.what != "vocoder" or not 0.0 <= args.aligned_fraction <= 1.0):
+        ap.error(f"--aligned-fraction is a vocoder's share between 0 and 1; got {args.aligned_fraction} for {args.what}")
+    if args.phase_lr is not None and (not args.resume or args.phase_lr <= 0):
+        ap.error("--phase-lr starts a new phase of a resumed run: it needs --resume and a positive rate")
+    if args.adversarial and args.what != "vocoder":
+        ap.error("--adversarial trains the vocoder only")
     try:
-        gan_set = gan_changes(args.gan_set)
+        return gan_changes(args.gan_set)
     except ValueError as exc:
         ap.error(str(exc))
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = _parser()
+    args = ap.parse_args(argv)
+    gan_set = _check(ap, args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     cache = args.cache or teacher_data.cache_dir(default_state_dir())
     out = args.out or runs_dir(default_state_dir()) / args.what
-    if args.adversarial and args.what != "vocoder":
-        ap.error("--adversarial trains the vocoder only")
     cfg = TrainConfig(what=args.what, steps=args.steps, seed=args.seed, batch=args.batch, lr=args.lr,
                       threads=args.threads, ckpt_every=args.ckpt_every, adversarial=args.adversarial)
     reached = checkpoint_step(out) if args.resume else 0
@@ -466,8 +570,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.stop_at is not None and reached >= args.stop_at:
         log.info("%s is at step %d, past this stage's end (%d): nothing to do", out, reached, args.stop_at)
         return
-    summary = train(cfg, cache, out, args.resume, args.max_minutes, extend_lr=args.extend_lr, gan_set=gan_set,
-                    widen_mult=args.widen_mult, stop_at=args.stop_at)
+    aligned = (args.aligned_fraction, args.aligned_acoustic) if args.aligned_fraction is not None else None
+    try:
+        summary = train(cfg, cache, out, args.resume, args.max_minutes, extend_lr=args.extend_lr, gan_set=gan_set,
+                        widen_mult=args.widen_mult, stop_at=args.stop_at, aligned=aligned, phase_lr=args.phase_lr)
+    except (FileNotFoundError, ValueError) as exc:
+        raise SystemExit(f"train: {exc}") from None
     (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     log.info("done: %s", summary)
 
