@@ -476,6 +476,10 @@ def test_a_vocoder_trains_on_aligned_latents_and_the_run_records_it(tiny_runs: d
     assert summary["steps"] == before + 2 and summary["aligned_acoustic"] == digest
     assert summary["changes"][-1] == {"step": before, "aligned": {"fraction": 1.0, "acoustic": digest}}
     assert summary["phases"][-1] == {"until": before + 2, "lr": 1e-4}
+    from jetvox.provisioning.distill.ship import _run_summary
+
+    record = _run_summary(run)  # what the shipped manifest says of the run
+    assert record["aligned_acoustic"] == digest and record["changes"] == summary["changes"]
     with pytest.raises(ValueError, match="aligned latents"):  # resuming it needs the same acoustic student
         train(TrainConfig(what="vocoder", steps=before + 3), cache, run, resume=True)
 

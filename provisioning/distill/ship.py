@@ -50,6 +50,10 @@ def _run_summary(run_dir: Path) -> dict[str, Any]:
         "utterances": state.get("utterances"), "seed": cfg["seed"], "batch": cfg["batch"], "lr": cfg["lr"],
         "lr_phases": cfg.get("phases") or [{"until": cfg["steps"], "lr": cfg["lr"]}],
         "model": cfg["model"], "final_losses": {k: round(v, 4) for k, v in last.items() if k not in ("step", "lr", "seconds")},
+        **({"adversarial": cfg.get("gan", {})} if cfg.get("adversarial") else {}),
+        **({"aligned_fraction": cfg["aligned_fraction"], "aligned_acoustic": cfg.get("aligned_acoustic")}
+           if cfg.get("aligned_fraction") else {}),
+        "changes": cfg.get("changes", []),
     }
 
 
