@@ -2,9 +2,11 @@
 
     python -m jetvox.provisioning.distill.evaluate provisioning/distill/results/vocoder-gan
 
-Latents come from the configured voice's acoustic model (``joe-fast``, noise 0) on the 26 benchmark sentences;
-each sentence is vocoded whole by the checkpoint (exported to ONNX), the shipped student vocoder and the teacher's
-vocoder. Prints mean P.808 and OVRL of each and the checkpoint's spectrum against the teacher's by band.
+Latents come from an acoustic model at noise 0 on the 26 benchmark sentences: ``joe-fast``'s (the student's,
+what the vocoder gets in use; the default) or, with ``--latents en_US-joe-medium``, the teacher's (to tell a
+vocoder's own shortfall from its inputs'). Each sentence is vocoded whole by the checkpoint (exported to ONNX),
+the shipped student vocoder and the teacher's vocoder. Prints mean P.808 and OVRL of each and the checkpoint's
+spectrum against the teacher's by band.
 """
 
 from __future__ import annotations
@@ -47,9 +49,14 @@ def band_gap_db(audio: list[np.ndarray], reference: list[np.ndarray], sample_rat
     return {f"{lo}-{hi} Hz": round(float(diff[(freqs >= lo) & (freqs < hi)].mean()), 2) for lo, hi in BANDS_HZ}
 
 
-def evaluate(run_dir: Path, teacher: str = "en_US-joe-medium") -> dict[str, Any]:
-    """Naturalness of the checkpoint in ``run_dir`` (``ckpt.pt``), the shipped vocoder and the teacher's."""
-    cfg = config.from_mapping({"synthesis": {"noise_scale": 0.0, "noise_w": 0.0}, "engine": {"precision": "fp32"}})
+STUDENT = "joe-fast"
+
+
+def evaluate(run_dir: Path, teacher: str = "en_US-joe-medium", latents_from: str = STUDENT) -> dict[str, Any]:
+    """Naturalness of the checkpoint in ``run_dir`` (``ckpt.pt``), the shipped vocoder and the teacher's, all on
+    the latents of voice ``latents_from``."""
+    cfg = config.from_mapping({"voice": {"name": latents_from}, "synthesis": {"noise_scale": 0.0, "noise_w": 0.0},
+                               "engine": {"precision": "fp32"}})
     voice = load_voice(cfg)
     synth = synthesizer_for(voice, cfg)
     params = synth.params()
@@ -61,10 +68,12 @@ def evaluate(run_dir: Path, teacher: str = "en_US-joe-medium") -> dict[str, Any]
         model, _, meta = load_student(work / "run")
         onnx_path = export(model, "vocoder", work / "vocoder.onnx")
         candidate = [run_vocoder(onnx_path, z) for z in latents]
-    shipped = [synth.vocode_full(z) for z in latents]
-    session = ort_session(mf.voice_dir(cfg.state_dir, teacher) / "vocoder.onnx")
-    name = session.get_inputs()[0].name
-    reference = [session.run(None, {name: z.astype(np.float32)})[0].reshape(-1) for z in latents]
+    def vocode(voice_name: str) -> list[np.ndarray]:
+        session = ort_session(mf.voice_dir(cfg.state_dir, voice_name) / "vocoder.onnx")
+        name = session.get_inputs()[0].name
+        return [session.run(None, {name: z.astype(np.float32)})[0].reshape(-1) for z in latents]
+
+    shipped, reference = vocode(STUDENT), vocode(teacher)
     rate = voice.sample_rate
     scores = {label: mean_naturalness(clips, rate) for label, clips in
               (("checkpoint", candidate), ("shipped", shipped), ("teacher_vocoder", reference))}
@@ -72,6 +81,7 @@ def evaluate(run_dir: Path, teacher: str = "en_US-joe-medium") -> dict[str, Any]
     voice.close()
     return {
         "step": meta.get("step"),
+        "latents": latents_from,
         "sentences": len(EVAL_SENTENCES),
         **{label: {"p808": round(s.p808, 3), "ovrl": round(s.ovrl, 3)} for label, s in scores.items()},
         "spectrum_vs_teacher_db": band_gap_db(candidate, reference, rate),
@@ -81,8 +91,10 @@ def evaluate(run_dir: Path, teacher: str = "en_US-joe-medium") -> dict[str, Any]
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", type=Path, help="a vocoder run directory holding ckpt.pt")
+    ap.add_argument("--latents", default=STUDENT, choices=(STUDENT, "en_US-joe-medium"),
+                    help="whose acoustic model makes the latents (default: the student's)")
     args = ap.parse_args(argv)
-    print(json.dumps(evaluate(args.run), indent=1))
+    print(json.dumps(evaluate(args.run, latents_from=args.latents), indent=1))
 
 
 if __name__ == "__main__":
