@@ -543,8 +543,9 @@ def _check(ap: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, f
         ap.error("--aligned-fraction and --aligned-acoustic go together")
     if args.aligned_fraction is not None and (args.what != "vocoder" or not 0.0 <= args.aligned_fraction <= 1.0):
         ap.error(f"--aligned-fraction is a vocoder's share between 0 and 1; got {args.aligned_fraction} for {args.what}")
-    if args.phase_lr is not None and (not args.resume or args.phase_lr <= 0):
-        ap.error("--phase-lr starts a new phase of a resumed run: it needs --resume and a positive rate")
+    if args.phase_lr is not None and (not args.resume or args.phase_lr <= 0 or args.extend_lr is not None):
+        ap.error("--phase-lr starts a new phase of a resumed run: it needs --resume and a positive rate, "
+                 "and replaces --extend-lr")
     if args.adversarial and args.what != "vocoder":
         ap.error("--adversarial trains the vocoder only")
     try:
