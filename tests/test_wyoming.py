@@ -283,6 +283,8 @@ def test_zeroconf_announces_the_server(state_dir: Path, broker: Any, inproc_daem
         info = browser.get_service_info("_wyoming._tcp.local.", "jetvox-test._wyoming._tcp.local.", timeout=5000)
     finally:
         browser.close()
+    if info is None and not _mdns_works():  # multicast here comes and goes (seen on a shared 2-core VM)
+        pytest.skip("multicast DNS stopped working on this host during the test")
     assert info is not None, "the Wyoming server was not announced"
     assert info.port == daemon.wyoming.port and "127.0.0.1" in info.parsed_addresses()
     assert info.properties.get(b"version")
