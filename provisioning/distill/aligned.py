@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from jetvox.provisioning.distill import teacher_data
-from jetvox.provisioning.distill.models import AcousticConfig, StudentAcoustic
+from jetvox.provisioning.distill.models import StudentAcoustic, acoustic_config
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +33,7 @@ def load_acoustic(path: Path) -> tuple[StudentAcoustic, str]:
     state = torch.load(path, map_location="cpu", weights_only=False)
     if state.get("config", {}).get("what") != "acoustic":
         raise ValueError(f"{path} is a {state.get('config', {}).get('what')!r} checkpoint; expected 'acoustic'")
-    m = dict(state["config"]["model"])
-    if "dec_dilations" in m:
-        m["dec_dilations"] = tuple(m["dec_dilations"])
-    model = StudentAcoustic(AcousticConfig(**m))
+    model = StudentAcoustic(acoustic_config(state["config"]["model"]))
     model.load_state_dict(state["model"])
     model.eval()
     return model, weights_digest(state["model"])

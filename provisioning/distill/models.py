@@ -242,6 +242,14 @@ def config_dict(cfg: VocoderConfig | AcousticConfig) -> dict:
     return asdict(cfg)
 
 
+def acoustic_config(model: dict) -> AcousticConfig:
+    """An AcousticConfig from its dict as stored in a checkpoint (tuples come back as lists)."""
+    m = dict(model)
+    if "dec_dilations" in m:
+        m["dec_dilations"] = tuple(m["dec_dilations"])
+    return AcousticConfig(**m)
+
+
 def widen_vocoder(state: dict[str, torch.Tensor], cfg: VocoderConfig, mult: int,
                   generator: torch.Generator) -> dict[str, torch.Tensor]:
     """A vocoder state dict with each ConvNeXt MLP widened from ``cfg.mult`` to ``mult`` (Net2Net style).

@@ -23,10 +23,10 @@ from jetvox.provisioning.distill.adversarial import AdversarialStep, GanConfig, 
 from jetvox.provisioning.distill.losses import VocoderLoss, masked_l1, masked_mse
 from jetvox.provisioning.distill.models import (
     HOP,
-    AcousticConfig,
     StudentAcoustic,
     StudentVocoder,
     VocoderConfig,
+    acoustic_config,
     widen_vocoder,
 )
 
@@ -205,10 +205,7 @@ def build_model(cfg: TrainConfig) -> torch.nn.Module:
     if cfg.what == "vocoder":
         return StudentVocoder(VocoderConfig(**cfg.model))
     if cfg.what == "acoustic":
-        m = dict(cfg.model)
-        if "dec_dilations" in m:
-            m["dec_dilations"] = tuple(m["dec_dilations"])
-        return StudentAcoustic(AcousticConfig(**m))
+        return StudentAcoustic(acoustic_config(cfg.model))
     raise ValueError(f"--what must be vocoder or acoustic, got {cfg.what!r}")
 
 
