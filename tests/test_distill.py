@@ -105,6 +105,23 @@ def test_inverse_stft_inverts_an_analysis_stft() -> None:
 
 def test_vocoder_receptive_field_fits_the_streaming_overlap() -> None:
     assert VocoderConfig().receptive_frames() <= OVERLAP
+    assert VocoderConfig(mult=6, tail_blocks=1).receptive_frames() <= OVERLAP  # the deepened run's size
+
+
+@pytest.mark.parametrize("tail", [0, 2])
+def test_vocoder_receptive_field_is_what_its_config_says(tail: int) -> None:
+    """A change to one latent frame moves the audio of exactly the frames within ``receptive_frames``."""
+    torch.manual_seed(0)
+    cfg = VocoderConfig(dim=32, blocks=2, mult=2, tail_blocks=tail)
+    model = StudentVocoder(cfg).eval()
+    z = torch.randn(1, 192, 80)
+    bumped = z.clone()
+    bumped[:, :, 40] += 1.0
+    with torch.no_grad():
+        diff = (model(z) - model(bumped)).abs().reshape(80, HOP).amax(1)
+    moved = torch.nonzero(diff > 0).flatten()  # outside the field the same arithmetic runs: exactly equal
+    r = cfg.receptive_frames()
+    assert (int(moved.min()), int(moved.max())) == (40 - r, 40 + r)
 
 
 # --- a tiny end-to-end run on a synthetic teacher cache ---------------------------------------------------
@@ -230,11 +247,12 @@ def test_compact_export_is_small_and_computes_the_same_audio(tmp_path: Path) -> 
         np.testing.assert_allclose(audio, _as_stored(model)(torch.from_numpy(z)).numpy(), atol=1e-4)
 
 
-def test_student_vocoder_chunked_equals_unchunked(tmp_path: Path) -> None:
+@pytest.mark.parametrize("cfg", [VocoderConfig(), VocoderConfig(mult=6, tail_blocks=1)], ids=["default", "deepened"])
+def test_student_vocoder_chunked_equals_unchunked(tmp_path: Path, cfg: VocoderConfig) -> None:
     import onnxruntime as ort
 
     torch.manual_seed(0)
-    path = export(StudentVocoder(), "vocoder", tmp_path / "vocoder.onnx")  # the shipped size, random weights
+    path = export(StudentVocoder(cfg), "vocoder", tmp_path / "vocoder.onnx")  # random weights
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     z = np.random.default_rng(2).standard_normal((1, 192, 150)).astype(np.float32)
     full = sess.run(["audio"], {"z": z})[0][0]
@@ -382,6 +400,42 @@ def test_widening_the_vocoder_keeps_its_audio_and_trains_on(tiny_runs: dict[str,
         widen(after, old_cfg.mult, seed=1)
 
 
+def test_deepening_the_vocoder_keeps_its_audio_and_trains_on(tiny_runs: dict[str, Path], tmp_path: Path) -> None:
+    """`--deepen`: a tail block that starts silent computes the same audio; the old moments carry over."""
+    import shutil
+
+    from jetvox.provisioning.distill.train import deepen
+
+    run = tmp_path / "deep"
+    shutil.copytree(tiny_runs["vocoder"], run)
+    state = torch.load(run / "ckpt.pt", weights_only=False)
+    old_cfg = VocoderConfig(**state["config"]["model"])
+    deep = deepen(state, 1, seed=1)
+    new_cfg = VocoderConfig(**deep["config"]["model"])
+    assert new_cfg.tail_blocks == 1 and new_cfg.receptive_frames() == old_cfg.receptive_frames() + 1
+    shallow_model, deep_model = StudentVocoder(old_cfg), StudentVocoder(new_cfg)
+    shallow_model.load_state_dict(state["model"])
+    deep_model.load_state_dict(deep["model"])
+    z = torch.randn(1, 192, 12)
+    with torch.no_grad():
+        assert torch.allclose(shallow_model(z), deep_model(z), atol=1e-6)
+    opt = torch.optim.AdamW(deep_model.parameters())
+    opt.load_state_dict(deep["opt"])  # the old parameters keep their moments; the new ones have none yet
+    assert len(opt.state) == len(state["opt"]["state"]) < len(list(deep_model.parameters()))
+    assert deep["config"]["changes"][-1] == {"step": state["step"], "model": {"tail_blocks": 1}}
+    summary = train(TrainConfig(what="vocoder", steps=state["step"] + 2), tiny_runs["vocoder"].parent / "cache", run,
+                    resume=True, tail_blocks=1)
+    after = torch.load(run / "ckpt.pt", weights_only=False)
+    assert summary["steps"] == state["step"] + 2 and after["config"]["model"]["tail_blocks"] == 1
+    assert float(after["model"]["tail.0.scale"].abs().sum()) > 0  # the new block has started to speak
+    assert sum(c.get("model") == {"tail_blocks": 1} for c in after["config"]["changes"]) == 1
+    again = train(TrainConfig(what="vocoder", steps=state["step"] + 3), tiny_runs["vocoder"].parent / "cache", run,
+                  resume=True, tail_blocks=1)  # already that deep: nothing added, nothing recorded
+    assert again["changes"] == summary["changes"]
+    with pytest.raises(ValueError, match="more tail blocks"):
+        deepen(after, 1, seed=1)
+
+
 def test_a_recipe_stage_stops_at_its_step_and_the_next_waits_for_it(tiny_runs: dict[str, Path], tmp_path: Path) -> None:
     """`--stop-at` ends a stage at its step (schedule unchanged); `--from-step` skips a stage not yet reached."""
     import shutil
@@ -500,7 +554,9 @@ def test_aligned_flags_are_checked_before_anything_runs(tiny_runs: dict[str, Pat
     base = ["--what", "vocoder", "--steps", "1", "--out", str(tiny_runs["vocoder"])]
     for extra, says in ((["--aligned-fraction", "0.5"], "go together"),
                         (["--aligned-fraction", "1.5", "--aligned-acoustic", "x.pt"], "between 0 and 1; got 1.5"),
-                        (["--phase-lr", "1e-4"], "needs --resume")):
+                        (["--phase-lr", "1e-4"], "needs --resume"),
+                        (["--deepen", "1"], "needs --what vocoder, --resume and N >= 1; got 1"),
+                        (["--resume", "--deepen", "0"], "got 0")):
         with pytest.raises(SystemExit) as exc:
             main(base + extra)
         assert exc.value.code == 2 and says in capsys.readouterr().err

@@ -12,6 +12,7 @@ from torch.nn import functional as F
 HOP = 256
 N_FFT = 1024
 LATENT = 192
+TAIL_KERNEL = 3
 
 
 @dataclass(frozen=True)
@@ -26,10 +27,13 @@ class VocoderConfig:
     """Width multiplier inside a ConvNeXt block."""
     in_kernel: int = 3
     """Kernel of the input convolution."""
+    tail_blocks: int = 0
+    """ConvNeXt blocks with a 3-frame kernel after ``blocks`` (each sees 1 frame either side), added to a
+    trained vocoder by ``deepen_vocoder``."""
 
     def receptive_frames(self) -> int:
         """Frames either side of a frame that can change its audio (backbone plus the iSTFT's overlap)."""
-        return (self.in_kernel // 2) + 3 * self.blocks + (N_FFT // HOP) // 2
+        return (self.in_kernel // 2) + 3 * self.blocks + self.tail_blocks + (N_FFT // HOP) // 2
 
 
 @dataclass(frozen=True)
@@ -128,11 +132,14 @@ class StudentVocoder(nn.Module):
         self.out_norm = nn.LayerNorm(cfg.dim)
         self.bins = N_FFT // 2 + 1
         self.head = nn.Linear(cfg.dim, 2 * self.bins)
+        # registered after the head (though run before it), so a deepened model's parameters keep the order,
+        # and its optimiser the moments, of the model it was deepened from
+        self.tail = nn.ModuleList(ConvNeXt(cfg.dim, cfg.mult, TAIL_KERNEL) for _ in range(cfg.tail_blocks))
         self.istft = InverseSTFT()
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         x = self.norm(self.inp(z).transpose(1, 2)).transpose(1, 2)
-        for block in self.blocks:
+        for block in [*self.blocks, *self.tail]:
             x = block(x)
         h = self.head(self.out_norm(x.transpose(1, 2))).transpose(1, 2)
         log_mag, phase = h[:, : self.bins], h[:, self.bins :]
@@ -267,4 +274,23 @@ def widen_vocoder(state: dict[str, torch.Tensor], cfg: VocoderConfig, mult: int,
         out[f"blocks.{b}.pw1.weight"] = torch.cat([w1, torch.randn(extra, cfg.dim, generator=generator) * scale])
         out[f"blocks.{b}.pw1.bias"] = torch.cat([b1, torch.zeros(extra)])
         out[f"blocks.{b}.pw2.weight"] = torch.cat([w2, torch.zeros(cfg.dim, extra)], 1)
+    return out
+
+
+def deepen_vocoder(state: dict[str, torch.Tensor], cfg: VocoderConfig, tail_blocks: int,
+                   seed: int) -> dict[str, torch.Tensor]:
+    """A vocoder state dict with ``tail_blocks`` tail ConvNeXt blocks in all (the added ones start silent).
+
+    Each added block is freshly initialised but its layer scale is zero, so the deeper network computes
+    exactly the same audio until training moves it (a zero-initialised residual branch).
+    """
+    if tail_blocks <= cfg.tail_blocks:
+        raise ValueError(f"deepening needs more tail blocks than {cfg.tail_blocks}, got {tail_blocks}")
+    out = dict(state)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for b in range(cfg.tail_blocks, tail_blocks):
+            block = ConvNeXt(cfg.dim, cfg.mult, TAIL_KERNEL)
+            nn.init.zeros_(block.scale)
+            out.update({f"tail.{b}.{k}": v.detach().clone() for k, v in block.state_dict().items()})
     return out

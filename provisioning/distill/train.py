@@ -27,6 +27,7 @@ from jetvox.provisioning.distill.models import (
     StudentVocoder,
     VocoderConfig,
     acoustic_config,
+    deepen_vocoder,
     widen_vocoder,
 )
 
@@ -76,7 +77,8 @@ class TrainConfig:
     appends a phase, so the schedule of the finished steps is never rewritten."""
     changes: list[dict[str, Any]] = field(default_factory=list)
     """Settings changed on a resume, oldest first: ``{"step": step, "gan": {key: new value}}`` (``--gan-set``),
-    ``{"step": step, "model": {"mult": new}}`` (``--widen-mult``) or ``{"step": step, "aligned": {...}}``
+    ``{"step": step, "model": {"mult": new}}`` (``--widen-mult``), ``{"step": step, "model": {"tail_blocks": new}}``
+    (``--deepen``) or ``{"step": step, "aligned": {...}}``
     (``--aligned-fraction``)."""
     aligned_fraction: float = 0.0
     """Vocoder: share of segments whose input is the acoustic student's teacher-forced latent instead of the
@@ -262,18 +264,43 @@ def widen(state: dict[str, Any], mult: int, seed: int) -> dict[str, Any]:
     return {**state, "model": model, "config": config}
 
 
+def deepen(state: dict[str, Any], tail_blocks: int, seed: int) -> dict[str, Any]:
+    """A vocoder checkpoint with ``tail_blocks`` silent-at-first tail blocks (``models.deepen_vocoder``); its
+    optimiser gets the new parameters (after the old ones, with no moments yet) and the change is recorded."""
+    old = VocoderConfig(**state["config"]["model"])
+    model = deepen_vocoder(state["model"], old, tail_blocks, seed)
+    new = StudentVocoder(VocoderConfig(**{**state["config"]["model"], "tail_blocks": tail_blocks}))
+    opt = state.get("opt")
+    if opt is not None:
+        (group,) = opt["param_groups"]
+        count = sum(1 for _ in new.parameters())
+        opt = {**opt, "param_groups": [{**group, "params": list(range(count))}]}
+    config = {**state["config"], "model": {**state["config"]["model"], "tail_blocks": tail_blocks}}
+    config["changes"] = [*config.get("changes", []), {"step": int(state["step"]), "model": {"tail_blocks": tail_blocks}}]
+    return {**state, "model": model, "config": config, **({"opt": opt} if opt is not None else {})}
+
+
+def _reshape(state: dict[str, Any], widen_mult: int | None, tail_blocks: int | None, seed: int) -> dict[str, Any]:
+    """The checkpoint widened and/or deepened as asked (each only when it is not already that size)."""
+    model = state["config"]["model"]
+    if widen_mult is not None and model.get("mult", widen_mult) < widen_mult:
+        state = widen(state, widen_mult, seed)
+    if tail_blocks is not None and model.get("tail_blocks", 0) < tail_blocks:
+        state = deepen(state, tail_blocks, seed)
+    return state
+
+
 def _restore(cfg: TrainConfig, ckpt_path: Path, resume: bool, extend_lr: float | None,
              gan_set: dict[str, float] | None = None, widen_mult: int | None = None,
              aligned: tuple[float, str] | None = None, phase_lr: float | None = None,
-             ) -> tuple[TrainConfig, dict[str, Any] | None]:
+             tail_blocks: int | None = None) -> tuple[TrainConfig, dict[str, Any] | None]:
     """The run's config and the checkpoint to continue from (None to start afresh)."""
     if not (resume and ckpt_path.exists()):
         if aligned:
             cfg = TrainConfig(**{**asdict(cfg), "aligned_fraction": aligned[0], "aligned_acoustic": aligned[1]})
         return replace_gan(cfg, gan_set), None
     state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    if widen_mult is not None and state["config"]["model"].get("mult", widen_mult) < widen_mult:
-        state = widen(state, widen_mult, cfg.seed)
+    state = _reshape(state, widen_mult, tail_blocks, cfg.seed)
     step = int(state["step"])
     if phase_lr is not None:
         resumed = {**new_phase(state["config"], step, cfg.steps, phase_lr), "threads": cfg.threads}
@@ -419,7 +446,7 @@ def train(cfg: TrainConfig, cache: Path, out: Path, resume: bool = False, max_mi
           limit_items: int | None = None, extend_lr: float | None = None,
           gan_set: dict[str, float] | None = None, widen_mult: int | None = None,
           stop_at: int | None = None, aligned: tuple[float, Path] | None = None,
-          phase_lr: float | None = None) -> dict[str, Any]:
+          phase_lr: float | None = None, tail_blocks: int | None = None) -> dict[str, Any]:
     """Train (or continue training) one student; returns a summary (steps, seconds, last losses).
 
     Args:
@@ -437,11 +464,13 @@ def train(cfg: TrainConfig, cache: Path, out: Path, resume: bool = False, max_mi
         stop_at: stop (with a checkpoint) at this step; the schedule still spans ``cfg.steps``.
         aligned: vocoder: (share of segments, acoustic checkpoint) of ``aligned.py``'s latents from here on.
         phase_lr: on resume, the peak of a new learning-rate phase from here to ``cfg.steps`` (``new_phase``).
+        tail_blocks: vocoder: deepen to this many tail ConvNeXt blocks from here on (function-preserving);
+            recorded in ``changes``. Ignored when the checkpoint already has them.
     """
     out.mkdir(parents=True, exist_ok=True)
     acoustic, digest = aligned_mod.load_acoustic(aligned[1]) if aligned else (None, "")
     cfg, state = _restore(cfg, ckpt_path := out / CKPT, resume, extend_lr, gan_set, widen_mult,
-                          (aligned[0], digest) if aligned else None, phase_lr)
+                          (aligned[0], digest) if aligned else None, phase_lr, tail_blocks)
     model, opt, rng, step, seconds = _start(cfg, state)
     _truncate_log(out / LOSS_LOG, step)
     from tqdm import tqdm
@@ -519,6 +548,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="adversarial run: change a loss weight from here on (recorded in the run's config)")
     ap.add_argument("--widen-mult", type=int, default=None, metavar="N",
                     help="vocoder, with --resume: widen each ConvNeXt MLP to N x dim (new units start silent)")
+    ap.add_argument("--deepen", type=int, default=None, metavar="N",
+                    help="vocoder, with --resume: N tail ConvNeXt blocks (3-frame kernel) in all (new ones start silent)")
     ap.add_argument("--stop-at", type=int, default=None, metavar="STEP",
                     help="stop (checkpointed) at this step; the learning-rate schedule still spans --steps")
     ap.add_argument("--aligned-fraction", type=float, default=None, metavar="F",
@@ -536,6 +567,9 @@ def _check(ap: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, f
     """Refuse flags that do not go together, naming them; the ``--gan-set`` changes."""
     if args.widen_mult is not None and (args.what != "vocoder" or not args.resume):
         ap.error("--widen-mult widens a vocoder checkpoint: it needs --what vocoder and --resume")
+    if args.deepen is not None and (args.what != "vocoder" or not args.resume or args.deepen < 1):
+        ap.error(f"--deepen adds tail blocks to a vocoder checkpoint: it needs --what vocoder, --resume and N >= 1; "
+                 f"got {args.deepen}")
     if (args.aligned_fraction is None) != (args.aligned_acoustic is None):
         ap.error("--aligned-fraction and --aligned-acoustic go together")
     if args.aligned_fraction is not None and (args.what != "vocoder" or not 0.0 <= args.aligned_fraction <= 1.0):
@@ -571,7 +605,8 @@ def main(argv: list[str] | None = None) -> None:
     aligned = (args.aligned_fraction, args.aligned_acoustic) if args.aligned_fraction is not None else None
     try:
         summary = train(cfg, cache, out, args.resume, args.max_minutes, extend_lr=args.extend_lr, gan_set=gan_set,
-                        widen_mult=args.widen_mult, stop_at=args.stop_at, aligned=aligned, phase_lr=args.phase_lr)
+                        widen_mult=args.widen_mult, stop_at=args.stop_at, aligned=aligned, phase_lr=args.phase_lr,
+                        tail_blocks=args.deepen)
     except (FileNotFoundError, ValueError) as exc:
         raise SystemExit(f"train: {exc}") from None
     (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
