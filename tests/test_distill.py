@@ -11,7 +11,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from jetvox.device.evaluation.sentences import HELD_OUT, normalised_key
+from jetvox.device.evaluation.sentences import EVAL_SENTENCES, HELD_OUT, normalised_key
 from jetvox.provisioning.distill.corpus import generate
 
 torch = pytest.importorskip("torch", reason="the distillation extra (pip install .[train]) is not installed")
@@ -57,6 +57,33 @@ def test_corpus_excludes_extra_sets() -> None:
 
 def test_full_corpus_is_a_few_thousand() -> None:
     assert len(generate()) >= 3000
+
+
+def test_wide_corpus_brings_new_words_and_stays_speakable() -> None:
+    """The wide-vocabulary sentences: deterministic, disjoint from the evaluation sets and the main corpus, many
+    more distinct words, each sentence normalised into words only (readings and times spelled out)."""
+    import re
+
+    from wonderwords import is_profanity
+
+    from jetvox.device.text.normalize import prepare
+    from jetvox.provisioning.distill.wide_corpus import generate_wide
+
+    main_corpus = generate()
+    wide = generate_wide(600, exclude=main_corpus)
+    assert wide == generate_wide(600, exclude=main_corpus) and len(wide) == 600
+    keys = {normalised_key(s) for s in wide}
+    assert len(keys) == 600 and not keys & {normalised_key(s) for s in (*HELD_OUT, *EVAL_SENTENCES, *main_corpus)}
+
+    def words(sentences: list[str]) -> set[str]:
+        return {w for s in sentences for w in re.findall(r"[a-z]+", s.lower())}
+
+    assert len(words(wide) - words(main_corpus)) > len(words(main_corpus))  # 600 of them: more new words than all 4,000
+    assert not [w for w in words(wide) if is_profanity(w)]
+    assert not re.search(r"\ba [aeiou]|\ban [^aeiou\s]", " ".join(wide).lower())  # articles agree
+    for sentence in wide:
+        pieces = prepare(sentence)
+        assert pieces and all(re.fullmatch(r"[A-Za-z ,.?!:;'-]+", p) for p in pieces), (sentence, pieces)
 
 
 # --- MAC counting -------------------------------------------------------------------------------------
@@ -179,6 +206,19 @@ def test_tiny_training_logs_and_resumes(tiny_runs: dict[str, Path]) -> None:
     extended = train(TrainConfig(what="vocoder", steps=8), run.parent / "cache", run, resume=True, extend_lr=2e-4)
     assert extended["steps"] == 8 and extended["phases"][-1] == {"until": 8, "lr": 2e-4}
     assert torch.load(run / "ckpt.pt", weights_only=False)["config"]["phases"] == extended["phases"]
+
+
+def test_training_reads_several_caches_in_order(tiny_runs: dict[str, Path], tmp_path: Path) -> None:
+    """`--cache A --cache B`: a run draws from every utterance of both (the wide-vocabulary cache beside the main)."""
+    from jetvox.provisioning.distill.train import main
+
+    cache = tiny_runs["vocoder"].parent / "cache"
+    other = _fake_cache(tmp_path / "wide", n=3)
+    out = tmp_path / "both"
+    main(["--what", "acoustic", "--steps", "2", "--out", str(out), "--cache", str(cache), "--cache", str(other),
+          "--batch", "2", "--threads", "1"])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["utterances"] == len(teacher_data.cached_paths(cache)) + 3
 
 
 def _as_stored(model: torch.nn.Module) -> torch.nn.Module:
@@ -304,6 +344,24 @@ def test_parked_students_have_the_teacher_interface_and_stream_seamlessly() -> N
     vocoder = ort.InferenceSession(str(RESULTS / "vocoder.onnx"), providers=["CPUExecutionProvider"])
     full = vocoder.run(["audio"], {"z": z})[0][0]
     np.testing.assert_allclose(_chunked(vocoder, z, 8, 24), full, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_evaluate_takes_latents_from_an_acoustic_checkpoint() -> None:
+    """`evaluate --latents CKPT`: the shipped acoustic student's checkpoint gives the shipped ONNX model's latents
+    (up to its float16-stored weights), and a teacher-forced distance to the teacher's latents."""
+    from jetvox.engines.onnxrt import ort_session
+    from jetvox.device.synthesis.feeds import acoustic_feeds
+    from jetvox.provisioning.distill.evaluate import checkpoint_latents
+    from tests.voicefix import provisioned_state_dir
+
+    state = provisioned_state_dir()
+    ids = [[1, 0, 20, 0, 59, 0, 24, 0, 27, 0, 2], [1, 0, 30, 0, 40, 0, 50, 0, 2]]
+    latents, l1 = checkpoint_latents(RESULTS / "acoustic-ckpt.pt", state, ids)
+    shipped = ort_session(state / "voices" / "joe-fast" / "acoustic.onnx")
+    for sentence, z in zip(ids, latents):
+        np.testing.assert_allclose(z, shipped.run(["z"], acoustic_feeds(sentence, (0.0, 1.0, 0.0)))[0], atol=0.05)
+    assert 0.0 < l1 < 2.0
 
 
 # --- gate -------------------------------------------------------------------------------------------

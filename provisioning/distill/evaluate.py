@@ -4,7 +4,9 @@
 
 Latents come from an acoustic model at noise 0 on the 26 benchmark sentences: ``joe-fast``'s (the student's,
 what the vocoder gets in use; the default) or, with ``--latents en_US-joe-medium``, the teacher's (to tell a
-vocoder's own shortfall from its inputs'). Each sentence is vocoded whole by the checkpoint (exported to ONNX),
+vocoder's own shortfall from its inputs'), or with ``--latents PATH`` an acoustic student's checkpoint (a
+``train --what acoustic`` run's ``ckpt.pt``), whose teacher-forced distance to the teacher's latents on these
+sentences, never trained on, is reported too. Each sentence is vocoded whole by the checkpoint (exported to ONNX),
 the shipped student vocoder and the teacher's vocoder. Prints mean P.808 and OVRL of each and the checkpoint's
 spectrum against the teacher's by band.
 """
@@ -23,6 +25,7 @@ import numpy as np
 from jetvox.device import config
 from jetvox.device.evaluation.naturalness import mean_naturalness
 from jetvox.device.evaluation.sentences import EVAL_SENTENCES
+from jetvox.device.synthesis.feeds import acoustic_feeds
 from jetvox.device.synthesis.synthesizer import synthesizer_for
 from jetvox.device.voice import manifest as mf
 from jetvox.device.voice.loader import load_voice
@@ -50,17 +53,47 @@ def band_gap_db(audio: list[np.ndarray], reference: list[np.ndarray], sample_rat
 
 
 STUDENT = "joe-fast"
+TEACHER = "en_US-joe-medium"
 
 
-def evaluate(run_dir: Path, teacher: str = "en_US-joe-medium", latents_from: str = STUDENT) -> dict[str, Any]:
+def checkpoint_latents(path: Path, state_dir: Path, ids_list: list[list[int]]) -> tuple[list[np.ndarray], float]:
+    """An acoustic checkpoint's latents (noise 0, its own durations) per sentence, and the mean L1 of its
+    teacher-forced latents (the teacher's durations) to the teacher's noise-0 latents."""
+    import torch
+
+    from jetvox.provisioning.distill.aligned import load_acoustic
+
+    model, _ = load_acoustic(path)
+    teacher = ort_session(mf.voice_dir(state_dir, TEACHER) / "acoustic.onnx")
+    latents, errors = [], []
+    with torch.no_grad():
+        for ids in ids_list:
+            x = torch.tensor([ids], dtype=torch.int64)
+            z, _ = model(x, torch.tensor([len(ids)]), torch.tensor([0.0, 1.0, 0.0]))
+            latents.append(z.numpy())
+            z_t, dur = teacher.run(["z", "durations"], acoustic_feeds(ids, (0.0, 1.0, 0.0)))
+            forced, _ = model.forward_train(x, torch.ones(1, 1, len(ids)), torch.from_numpy(dur.astype(np.float32)),
+                                            z_t.shape[2])
+            errors.append(float(np.abs(forced.numpy() - z_t).mean()))
+    return latents, float(np.mean(errors))
+
+
+def evaluate(run_dir: Path, teacher: str = TEACHER, latents_from: str = STUDENT) -> dict[str, Any]:
     """Naturalness of the checkpoint in ``run_dir`` (``ckpt.pt``), the shipped vocoder and the teacher's, all on
-    the latents of voice ``latents_from``."""
-    cfg = config.from_mapping({"voice": {"name": latents_from}, "synthesis": {"noise_scale": 0.0, "noise_w": 0.0},
-                               "engine": {"precision": "fp32"}})
+    the latents of voice ``latents_from`` (or of the acoustic checkpoint at that path)."""
+    from_checkpoint = latents_from not in (STUDENT, teacher)
+    cfg = config.from_mapping({"voice": {"name": STUDENT if from_checkpoint else latents_from},
+                               "synthesis": {"noise_scale": 0.0, "noise_w": 0.0}, "engine": {"precision": "fp32"}})
     voice = load_voice(cfg)
     synth = synthesizer_for(voice, cfg)
     params = synth.params()
-    latents = [synth.acoustic(ids, params) for text in EVAL_SENTENCES for ids in synth.sentences(text)]
+    ids_list = [list(ids) for text in EVAL_SENTENCES for ids in synth.sentences(text)]
+    extra: dict[str, Any] = {}
+    if from_checkpoint:
+        latents, l1 = checkpoint_latents(Path(latents_from), cfg.state_dir, ids_list)
+        extra["teacher_forced_z_l1"] = round(l1, 4)
+    else:
+        latents = [synth.acoustic(ids, params) for ids in ids_list]
     with tempfile.TemporaryDirectory(prefix="jetvox-eval-") as tmp:
         work = Path(tmp)
         (work / "run").mkdir()
@@ -85,15 +118,19 @@ def evaluate(run_dir: Path, teacher: str = "en_US-joe-medium", latents_from: str
         "sentences": len(EVAL_SENTENCES),
         **{label: {"p808": round(s.p808, 3), "ovrl": round(s.ovrl, 3)} for label, s in scores.items()},
         "spectrum_vs_teacher_db": band_gap_db(candidate, reference, rate),
+        **extra,
     }
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", type=Path, help="a vocoder run directory holding ckpt.pt")
-    ap.add_argument("--latents", default=STUDENT, choices=(STUDENT, "en_US-joe-medium"),
-                    help="whose acoustic model makes the latents (default: the student's)")
+    ap.add_argument("--latents", default=STUDENT, metavar=f"{{{STUDENT},{TEACHER},CKPT}}",
+                    help="whose acoustic model makes the latents: a voice, or an acoustic checkpoint's path "
+                         "(default: the shipped student's)")
     args = ap.parse_args(argv)
+    if args.latents not in (STUDENT, TEACHER) and not Path(args.latents).is_file():
+        ap.error(f"--latents expects {STUDENT}, {TEACHER} or an acoustic checkpoint file; got {args.latents!r}")
     print(json.dumps(evaluate(args.run, latents_from=args.latents), indent=1))
 
 

@@ -20,6 +20,7 @@ from jetvox.device.voice import manifest as mf
 from jetvox.device.voice.sources import PACKAGED_VOICE
 from jetvox.engines.onnxrt import ort_session
 from jetvox.provisioning.distill.corpus import DEFAULT_SIZE, SEED, generate
+from jetvox.provisioning.distill.wide_corpus import WIDE_SEED, WIDE_SIZE, generate_wide
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,11 @@ def teacher_dir(state_dir: Path) -> Path:
 def cache_dir(state_dir: Path) -> Path:
     """The teacher-data cache under the state dir."""
     return Path(state_dir) / "distill" / f"teacher-v{CACHE_VERSION}"
+
+
+def wide_cache_dir(state_dir: Path) -> Path:
+    """The cache of the wide-vocabulary sentences (``wide_corpus.py``), beside the main one."""
+    return Path(state_dir) / "distill" / f"teacher-v{CACHE_VERSION}-wide"
 
 
 def _session(path: Path, threads: int):  # type: ignore[no-untyped-def]
@@ -153,7 +159,10 @@ def cached_paths(cache: Path) -> list[Path]:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--state-dir", type=Path, default=None, help="jetvox state dir (default: the configured one)")
-    ap.add_argument("--size", type=int, default=DEFAULT_SIZE, help="corpus sentences")
+    ap.add_argument("--size", type=int, default=None,
+                    help=f"corpus sentences (default {DEFAULT_SIZE}; {WIDE_SIZE} with --wide)")
+    ap.add_argument("--wide", action="store_true",
+                    help="the wide-vocabulary sentences (wide_corpus.py) into their own cache instead")
     ap.add_argument("--shard", type=int, default=0)
     ap.add_argument("--shards", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
@@ -161,8 +170,13 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     state = args.state_dir or default_state_dir()
-    n = build_cache(state, generate(args.size, SEED), cache_dir(state), args.shard, args.shards, args.threads, args.limit)
-    log.info("shard %d/%d: wrote %d new items to %s", args.shard, args.shards, n, cache_dir(state))
+    if args.wide:
+        sentences = generate_wide(args.size or WIDE_SIZE, WIDE_SEED, exclude=generate(DEFAULT_SIZE, SEED))
+        out = wide_cache_dir(state)
+    else:
+        sentences, out = generate(args.size or DEFAULT_SIZE, SEED), cache_dir(state)
+    n = build_cache(state, sentences, out, args.shard, args.shards, args.threads, args.limit)
+    log.info("shard %d/%d: wrote %d new items to %s", args.shard, args.shards, n, out)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -442,7 +442,7 @@ class _LossLog:
         self.file.close()
 
 
-def train(cfg: TrainConfig, cache: Path, out: Path, resume: bool = False, max_minutes: float | None = None,
+def train(cfg: TrainConfig, cache: Path | Sequence[Path], out: Path, resume: bool = False, max_minutes: float | None = None,
           limit_items: int | None = None, extend_lr: float | None = None,
           gan_set: dict[str, float] | None = None, widen_mult: int | None = None,
           stop_at: int | None = None, aligned: tuple[float, Path] | None = None,
@@ -451,7 +451,7 @@ def train(cfg: TrainConfig, cache: Path, out: Path, resume: bool = False, max_mi
 
     Args:
         cfg: the run's hyper-parameters (on resume, the checkpoint's own are used, except ``steps``).
-        cache: teacher-data cache directory.
+        cache: teacher-data cache directory, or several (their utterances in order, one after another).
         out: run directory for ``ckpt.pt`` and ``losses.jsonl``.
         resume: continue from ``out/ckpt.pt`` when it exists.
         max_minutes: stop (with a checkpoint) after this much wall time even if steps remain.
@@ -475,7 +475,8 @@ def train(cfg: TrainConfig, cache: Path, out: Path, resume: bool = False, max_mi
     _truncate_log(out / LOSS_LOG, step)
     from tqdm import tqdm
 
-    paths = teacher_data.cached_paths(cache)[:limit_items]
+    caches = [cache] if isinstance(cache, Path) else list(cache)
+    paths = [p for c in caches for p in teacher_data.cached_paths(c)][:limit_items]
     data = _dataset(cfg, paths, rng, acoustic)
     adversarial = AdversarialStep(gan_config(cfg.gan), state) if cfg.adversarial else None
     loss_fn: LossFn = adversarial or VocoderLoss()
@@ -533,7 +534,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--steps", type=int, required=True)
     ap.add_argument("--out", type=Path, default=None, help="run directory (default: STATE/distill/runs/WHAT)")
     ap.add_argument("--resume", action="store_true", help="continue from OUT/ckpt.pt if present")
-    ap.add_argument("--cache", type=Path, default=None, help="teacher-data cache (default: under the state dir)")
+    ap.add_argument("--cache", type=Path, action="append", default=None,
+                    help="teacher-data cache; repeat to train on several (default: the main one under the state dir)")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=1234)
@@ -590,7 +592,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     gan_set = _check(ap, args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    cache = args.cache or teacher_data.cache_dir(default_state_dir())
+    cache = args.cache or [teacher_data.cache_dir(default_state_dir())]
     out = args.out or runs_dir(default_state_dir()) / args.what
     cfg = TrainConfig(what=args.what, steps=args.steps, seed=args.seed, batch=args.batch, lr=args.lr,
                       threads=args.threads, ckpt_every=args.ckpt_every, adversarial=args.adversarial)
