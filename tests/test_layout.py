@@ -20,6 +20,7 @@ LAZY_OK = {
     "pycuda": "optional: the jetson extra",
     "torch": "optional: the train extra (distillation)",
     "tqdm": "optional: the train extra (distillation progress)",
+    "wonderwords": "optional: the train extra (word lists of the wide-vocabulary training sentences)",
     "systemd": "optional: systemd-python, Linux only",
     "sounddevice": "loads PortAudio on import; an MQTT-only box without a sound card must still start",
     "pocketsphinx": "heavy native ASR, needed only by quality gates and bench --wer",

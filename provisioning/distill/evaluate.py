@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from jetvox.device import config
 from jetvox.device.evaluation.naturalness import mean_naturalness
@@ -30,6 +31,7 @@ from jetvox.device.synthesis.synthesizer import synthesizer_for
 from jetvox.device.voice import manifest as mf
 from jetvox.device.voice.loader import load_voice
 from jetvox.engines.onnxrt import ort_session
+from jetvox.provisioning.distill.aligned import load_acoustic
 from jetvox.provisioning.distill.export import export, load_student, run_vocoder
 
 BANDS_HZ = ((0, 500), (500, 1000), (1000, 2000), (2000, 3000), (3000, 5000), (5000, 8000), (8000, 11025))
@@ -59,10 +61,6 @@ TEACHER = "en_US-joe-medium"
 def checkpoint_latents(path: Path, state_dir: Path, ids_list: list[list[int]]) -> tuple[list[np.ndarray], float]:
     """An acoustic checkpoint's latents (noise 0, its own durations) per sentence, and the mean L1 of its
     teacher-forced latents (the teacher's durations) to the teacher's noise-0 latents."""
-    import torch
-
-    from jetvox.provisioning.distill.aligned import load_acoustic
-
     model, _ = load_acoustic(path)
     teacher = ort_session(mf.voice_dir(state_dir, TEACHER) / "acoustic.onnx")
     latents, errors = [], []

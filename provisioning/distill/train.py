@@ -442,6 +442,11 @@ class _LossLog:
         self.file.close()
 
 
+def _cached_paths(cache: Path | Sequence[Path]) -> list[Path]:
+    """Every cached utterance of one cache directory, or of several one after another."""
+    return [p for c in ([cache] if isinstance(cache, Path) else cache) for p in teacher_data.cached_paths(c)]
+
+
 def train(cfg: TrainConfig, cache: Path | Sequence[Path], out: Path, resume: bool = False, max_minutes: float | None = None,
           limit_items: int | None = None, extend_lr: float | None = None,
           gan_set: dict[str, float] | None = None, widen_mult: int | None = None,
@@ -459,13 +464,11 @@ def train(cfg: TrainConfig, cache: Path | Sequence[Path], out: Path, resume: boo
         extend_lr: on resume past the checkpoint's target, the peak learning rate of the added phase
             (None continues the saved schedule stretched to ``cfg.steps``).
         gan_set: adversarial loss weights (GanConfig fields) to change from here on; recorded in ``changes``.
-        widen_mult: vocoder: widen the ConvNeXt MLPs to this multiplier from here on (function-preserving);
-            recorded in ``changes``. Ignored when the checkpoint is already that wide.
+        widen_mult: vocoder: widen the ConvNeXt MLPs to this multiplier from here on (function-preserving,
+            recorded in ``changes``, ignored when already that wide); ``tail_blocks`` likewise deepens.
         stop_at: stop (with a checkpoint) at this step; the schedule still spans ``cfg.steps``.
         aligned: vocoder: (share of segments, acoustic checkpoint) of ``aligned.py``'s latents from here on.
         phase_lr: on resume, the peak of a new learning-rate phase from here to ``cfg.steps`` (``new_phase``).
-        tail_blocks: vocoder: deepen to this many tail ConvNeXt blocks from here on (function-preserving);
-            recorded in ``changes``. Ignored when the checkpoint already has them.
     """
     out.mkdir(parents=True, exist_ok=True)
     acoustic, digest = aligned_mod.load_acoustic(aligned[1]) if aligned else (None, "")
@@ -475,8 +478,7 @@ def train(cfg: TrainConfig, cache: Path | Sequence[Path], out: Path, resume: boo
     _truncate_log(out / LOSS_LOG, step)
     from tqdm import tqdm
 
-    caches = [cache] if isinstance(cache, Path) else list(cache)
-    paths = [p for c in caches for p in teacher_data.cached_paths(c)][:limit_items]
+    paths = _cached_paths(cache)[:limit_items]
     data = _dataset(cfg, paths, rng, acoustic)
     adversarial = AdversarialStep(gan_config(cfg.gan), state) if cfg.adversarial else None
     loss_fn: LossFn = adversarial or VocoderLoss()
