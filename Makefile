@@ -45,8 +45,9 @@ demo: provision
 # Train the distilled students from nothing (CPU is enough; see provisioning/distill/). Gated: a pair that
 # fails the quality gate is parked in provisioning/distill/results/, not shipped as the joe-fast voice.
 DISTILL_LIMIT ?= --limit 1395
+TRAIN_DEPS := 'torch==2.13.0' 'tqdm>=4.66' 'wonderwords==3.0.1'
 distill: provision
-	$(PY) -m pip install -q 'torch==2.13.0' 'tqdm>=4.66' 'wonderwords==3.0.1'
+	$(PY) -m pip install -q $(TRAIN_DEPS)
 	# stage 1: the first 1,395 utterances of the corpus through the teacher; two learning-rate phases each
 	$(PY) -m jetvox.provisioning.distill.teacher_data --shard 0 --shards 2 $(DISTILL_LIMIT) & pid=$$!; \
 	  $(PY) -m jetvox.provisioning.distill.teacher_data --shard 1 --shards 2 $(DISTILL_LIMIT) && wait $$pid
@@ -111,7 +112,7 @@ ACOUSTIC_FROM ?= provisioning/distill/results/acoustic-ckpt.pt
 ACOUSTIC_RUN ?= provisioning/distill/results/acoustic-wide
 ACOUSTIC_STEPS ?= 30000
 distill-wide: setup
-	$(PY) -m pip install -q 'torch==2.13.0' 'tqdm>=4.66' 'wonderwords==3.0.1'
+	$(PY) -m pip install -q $(TRAIN_DEPS)
 	$(PY) -m jetvox.provisioning.distill.teacher_data --wide --threads 2
 	test -f $(ACOUSTIC_RUN)/ckpt.pt || { mkdir -p $(ACOUSTIC_RUN) && cp $(ACOUSTIC_FROM) $(ACOUSTIC_RUN)/ckpt.pt; }
 	$(PY) -m jetvox.provisioning.distill.train --what acoustic --out $(ACOUSTIC_RUN) --steps $(ACOUSTIC_STEPS) \

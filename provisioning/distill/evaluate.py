@@ -31,6 +31,7 @@ from jetvox.device.synthesis.synthesizer import synthesizer_for
 from jetvox.device.voice import manifest as mf
 from jetvox.device.voice.loader import load_voice
 from jetvox.engines.onnxrt import ort_session
+from jetvox.provisioning.distill import teacher_data
 from jetvox.provisioning.distill.aligned import load_acoustic
 from jetvox.provisioning.distill.export import export, load_student, run_vocoder
 
@@ -55,21 +56,21 @@ def band_gap_db(audio: list[np.ndarray], reference: list[np.ndarray], sample_rat
 
 
 STUDENT = "joe-fast"
-TEACHER = "en_US-joe-medium"
+TEACHER = teacher_data.TEACHER
 
 
 def checkpoint_latents(path: Path, state_dir: Path, ids_list: list[list[int]]) -> tuple[list[np.ndarray], float]:
     """An acoustic checkpoint's latents (noise 0, its own durations) per sentence, and the mean L1 of its
     teacher-forced latents (the teacher's durations) to the teacher's noise-0 latents."""
     model, _ = load_acoustic(path)
-    teacher = ort_session(mf.voice_dir(state_dir, TEACHER) / "acoustic.onnx")
+    teacher = ort_session(teacher_data.teacher_dir(state_dir) / "acoustic.onnx")
     latents, errors = [], []
     with torch.no_grad():
         for ids in ids_list:
             x = torch.tensor([ids], dtype=torch.int64)
-            z, _ = model(x, torch.tensor([len(ids)]), torch.tensor([0.0, 1.0, 0.0]))
+            z, _ = model(x, torch.tensor([len(ids)]), torch.tensor(teacher_data.DET_SCALES))
             latents.append(z.numpy())
-            z_t, dur = teacher.run(["z", "durations"], acoustic_feeds(ids, (0.0, 1.0, 0.0)))
+            z_t, dur = teacher.run(["z", "durations"], acoustic_feeds(ids, teacher_data.DET_SCALES))
             forced, _ = model.forward_train(x, torch.ones(1, 1, len(ids)), torch.from_numpy(dur.astype(np.float32)),
                                             z_t.shape[2])
             errors.append(float(np.abs(forced.numpy() - z_t).mean()))
