@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 JETVOX := $(VENV)/bin/jetvox
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast provision bench bench-mqtt wyoming-bench soak typecheck verify-device fp16-evidence install distill distill-gan distill-wide clean help
+.PHONY: setup demo test test-fast provision bench bench-mqtt wyoming-bench soak typecheck verify-device fp16-evidence install distill distill-gan distill-wide distill-joint clean help
 
 help:
 	@echo "make demo   - set up, provision the default voice, speak a sample (demo.wav)"
@@ -117,6 +117,18 @@ distill-wide: setup
 	test -f $(ACOUSTIC_RUN)/ckpt.pt || { mkdir -p $(ACOUSTIC_RUN) && cp $(ACOUSTIC_FROM) $(ACOUSTIC_RUN)/ckpt.pt; }
 	$(PY) -m jetvox.provisioning.distill.train --what acoustic --out $(ACOUSTIC_RUN) --steps $(ACOUSTIC_STEPS) \
 	  --batch 8 --threads 1 --resume --max-minutes 120 --cache $(STATE_CACHE) --cache $(STATE_CACHE)-wide --phase-lr 3e-4
+
+# Stage 5 (issue 10): both students fine-tuned together (joint.py): the acoustic student's teacher-forced latents
+# through the vocoder, scored on the audio against the teacher's with the adversarial losses, so the acoustic
+# student learns what the vocoder needs rather than the teacher's latents alone (their L1 stays in its loss,
+# weighted 100). From the ends of stages 3d and 4 (it waits for them); resumed like distill-gan.
+JOINT_RUN ?= provisioning/distill/results/joint
+JOINT_STEPS ?= 2000
+distill-joint: setup
+	$(PY) -m jetvox.provisioning.distill.joint --out $(JOINT_RUN) --steps $(JOINT_STEPS) --threads 1 --max-minutes 120 \
+	  --vocoder-from $(GAN_RUN)/ckpt.pt --vocoder-step $(GAN_3D_STEPS) \
+	  --acoustic-from $(ACOUSTIC_RUN)/ckpt.pt --acoustic-step $(ACOUSTIC_STEPS) \
+	  --cache $(STATE_CACHE) --cache $(STATE_CACHE)-wide
 
 # On a device, as root: code and venv in /opt/jetvox, config in /etc/jetvox, systemd units enabled.
 install:

@@ -620,3 +620,62 @@ def test_aligned_flags_are_checked_before_anything_runs(tiny_runs: dict[str, Pat
         assert exc.value.code == 2 and says in capsys.readouterr().err
     with pytest.raises(SystemExit, match="acoustic checkpoint .*missing.pt not found"):
         main([*base, "--resume", "--aligned-fraction", "0.5", "--aligned-acoustic", "missing.pt"])
+
+
+def test_joint_segments_cut_latents_as_the_vocoder_data_does() -> None:
+    from jetvox.provisioning.distill.joint import segments
+
+    z = torch.arange(2 * 3 * 20, dtype=torch.float32).reshape(2, 3, 20) + 1
+    w = segments(z, [0, 12], segment=8, context=4)
+    assert w.shape == (2, 3, 16)
+    assert torch.all(w[0, :, :4] == 0) and torch.equal(w[0, :, 4:], z[0, :, :12])  # zeros before the start
+    assert torch.equal(w[1, :, :12], z[1, :, 8:]) and torch.all(w[1, :, 12:] == 0)  # and after the end
+
+
+def test_a_joint_stage_trains_both_students_through_the_audio_and_resumes_exactly(tiny_runs: dict[str, Path],
+                                                                                 tmp_path: Path) -> None:
+    """joint.py: with its own losses weighted 0 the acoustic student still learns (from the vocoded audio); both
+    checkpoints record the stage, read as `train` writes them, and a run cut short resumes to the same weights."""
+    from jetvox.provisioning.distill.aligned import load_acoustic
+    from jetvox.provisioning.distill.joint import JointConfig, main, prepare, run_joint
+
+    cache = tiny_runs["vocoder"].parent / "cache"
+    joint = JointConfig(steps=3, vocoder_lr=1e-3, acoustic_lr=1e-3, latent_weight=0.0, sentences=2)
+    finals = []
+    for name, budgets in (("straight", [None]), ("cut", [0.0, None])):
+        out = tmp_path / name
+        prepare(out, tiny_runs["vocoder"] / "ckpt.pt", tiny_runs["acoustic"] / "ckpt.pt")
+        start = {role: torch.load(out / role / "ckpt.pt", weights_only=False) for role in ("vocoder", "acoustic")}
+        summaries = [run_joint(out, joint, [cache], max_minutes=budget) for budget in budgets]
+        assert [s["left"] for s in summaries] == ([0] if name == "straight" else [2, 0])
+        end = {role: torch.load(out / role / "ckpt.pt", weights_only=False) for role in ("vocoder", "acoustic")}
+        for role in ("vocoder", "acoustic"):
+            step = start[role]["step"]
+            assert end[role]["step"] == step + 3
+            assert end[role]["config"]["changes"][-1] == {"step": step, "joint": asdict(joint)}
+            assert end[role]["config"]["phases"][-1] == {"until": step + 3, "lr": 1e-3}
+            logged = [json.loads(x)["step"] for x in (out / role / "losses.jsonl").read_text().splitlines()]
+            assert logged[-1] == step + 3 and len(logged) == len(set(logged))
+        moved = end["acoustic"]["model"]["out.weight"] - start["acoustic"]["model"]["out.weight"]
+        assert float(moved.abs().max()) > 0  # the audio's gradient reached the acoustic student
+        assert "disc" in end["vocoder"] and load_acoustic(out / "acoustic" / "ckpt.pt")[0] is not None
+        assert load_student(out / "vocoder")[1].joint == asdict(joint)
+        finals.append(end)
+    for role in ("vocoder", "acoustic"):
+        for key, value in finals[0][role]["model"].items():
+            assert torch.allclose(value, finals[1][role]["model"][key], atol=1e-6), (role, key)
+    with pytest.raises(SystemExit, match="give --acoustic-from"):
+        main(["--out", str(tmp_path / "new"), "--vocoder-from", str(tiny_runs["vocoder"] / "ckpt.pt")])
+
+
+def test_a_joint_stage_waits_for_the_stages_before_it(tiny_runs: dict[str, Path], tmp_path: Path) -> None:
+    from jetvox.provisioning.distill.joint import main
+
+    vocoder, acoustic = tiny_runs["vocoder"] / "ckpt.pt", tiny_runs["acoustic"] / "ckpt.pt"
+    at = int(torch.load(acoustic, weights_only=False)["step"])
+    base = ["--out", str(tmp_path / "j"), "--vocoder-from", str(vocoder), "--acoustic-from", str(acoustic),
+            "--steps", "1", "--sentences", "2", "--cache", str(tiny_runs["vocoder"].parent / "cache")]
+    main([*base, "--acoustic-step", str(at + 1)])
+    assert not (tmp_path / "j" / "vocoder").exists()  # waited: nothing copied, nothing trained
+    main([*base, "--acoustic-step", str(at)])
+    assert json.loads((tmp_path / "j" / "summary.json").read_text())["acoustic"]["step"] == at + 1

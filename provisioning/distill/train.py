@@ -85,6 +85,9 @@ class TrainConfig:
     teacher's (``aligned.py``); their target is still the teacher's audio."""
     aligned_acoustic: str = ""
     """Digest of the acoustic student's weights that made those latents (``aligned.weights_digest``)."""
+    joint: dict[str, Any] = field(default_factory=dict)
+    """The joint stage (``joint.py``, a JointConfig as a dict) this run is in, from the step it began; empty
+    before it."""
 
 
 def runs_dir(state_dir: Path) -> Path:
@@ -189,18 +192,23 @@ class AcousticData:
         self.cfg, self.rng = cfg, rng
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        picks = [self.items[n] for n in self.rng.choice(len(self.items), size=self.cfg.batch)]
-        p = max(len(it.ids) for it in picks)
-        t = max(it.z0.shape[1] for it in picks)
-        ids = np.zeros((len(picks), p), dtype=np.int64)
-        dur = np.zeros((len(picks), p), dtype=np.float32)
-        z = np.zeros((len(picks), 192, t), dtype=np.float32)
-        for b, it in enumerate(picks):
-            ids[b, : len(it.ids)] = it.ids
-            dur[b, : len(it.ids)] = it.durations
-            z[b, :, : it.z0.shape[1]] = it.z0
-        mask = (np.arange(p)[None, :] < np.array([len(it.ids) for it in picks])[:, None]).astype(np.float32)
-        return torch.from_numpy(ids), torch.from_numpy(mask[:, None, :]), torch.from_numpy(dur), torch.from_numpy(z)
+        return padded([self.items[n] for n in self.rng.choice(len(self.items), size=self.cfg.batch)])
+
+
+def padded(picks: list[teacher_data.Item]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Utterances as one zero-padded batch: ids [B, P], id mask [B, 1, P], durations [B, P], noise-0 latents
+    [B, 192, T]."""
+    p = max(len(it.ids) for it in picks)
+    t = max(it.z0.shape[1] for it in picks)
+    ids = np.zeros((len(picks), p), dtype=np.int64)
+    dur = np.zeros((len(picks), p), dtype=np.float32)
+    z = np.zeros((len(picks), 192, t), dtype=np.float32)
+    for b, it in enumerate(picks):
+        ids[b, : len(it.ids)] = it.ids
+        dur[b, : len(it.ids)] = it.durations
+        z[b, :, : it.z0.shape[1]] = it.z0
+    mask = (np.arange(p)[None, :] < np.array([len(it.ids) for it in picks])[:, None]).astype(np.float32)
+    return torch.from_numpy(ids), torch.from_numpy(mask[:, None, :]), torch.from_numpy(dur), torch.from_numpy(z)
 
 
 def build_model(cfg: TrainConfig) -> torch.nn.Module:
@@ -379,13 +387,20 @@ def _student_loss(
         z, wav = data.batch()
         pred = model(z)[:, cfg.context * HOP : (cfg.context + cfg.segment) * HOP]
         return loss_fn(pred, wav)
-    ids, mask, dur, z = data.batch()
     assert isinstance(model, StudentAcoustic)
+    _, zl, dl = acoustic_losses(model, *data.batch())
+    return zl + dl, {"z_l1": zl.item(), "logdur_mse": dl.item()}
+
+
+def acoustic_losses(model: StudentAcoustic, ids: torch.Tensor, mask: torch.Tensor, dur: torch.Tensor,
+                    z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The acoustic student's teacher-forced latents of a ``padded`` batch, their L1 to the teacher's and the
+    MSE of its predicted log(1 + durations)."""
     zp, logd = model.forward_train(ids, mask, dur, z.shape[2])
     fmask = (torch.arange(z.shape[2])[None, :] < dur.sum(1, keepdim=True)).float()[:, None, :]
     zl = masked_l1(zp, z, fmask)
     dl = masked_mse(logd[:, None, :], torch.log1p(dur)[:, None, :], mask)
-    return zl + dl, {"z_l1": zl.item(), "logdur_mse": dl.item()}
+    return zp, zl, dl
 
 
 def _hardware(cfg: TrainConfig) -> str:
