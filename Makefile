@@ -121,12 +121,14 @@ distill-wide: setup
 # Stage 5 (issue 10): both students fine-tuned together (joint.py): the acoustic student's teacher-forced latents
 # through the vocoder, scored on the audio against the teacher's with the adversarial losses, so the acoustic
 # student learns what the vocoder needs rather than the teacher's latents alone (their L1 stays in its loss,
-# weighted 100). From the ends of stages 3d and 4 (it waits for them); resumed like distill-gan.
+# weighted 100). From the stage-3c vocoder (the best yet; results/vocoder-3c-ckpt.pt holds it, as stage 3d goes on
+# in the same run) and the end of stage 4 (it waits for them); resumed like distill-gan.
 JOINT_RUN ?= provisioning/distill/results/joint
 JOINT_STEPS ?= 2000
+JOINT_VOCODER ?= provisioning/distill/results/vocoder-3c-ckpt.pt
 distill-joint: setup
 	$(PY) -m jetvox.provisioning.distill.joint --out $(JOINT_RUN) --steps $(JOINT_STEPS) --threads 1 --max-minutes 120 \
-	  --vocoder-from $(GAN_RUN)/ckpt.pt --vocoder-step $(GAN_3D_STEPS) \
+	  --vocoder-from $(JOINT_VOCODER) --vocoder-step $(GAN_3C_STEPS) \
 	  --acoustic-from $(ACOUSTIC_RUN)/ckpt.pt --acoustic-step $(ACOUSTIC_STEPS) \
 	  --cache $(STATE_CACHE) --cache $(STATE_CACHE)-wide
 
