@@ -98,8 +98,10 @@ class JointRun:
             self.models[role], self.opts[role], self.steps[role], self.seconds[role] = model, opt, step, seconds
         self.rng = rng
         self.adversarial = AdversarialStep(gan_config(self.cfg["vocoder"].gan), states["vocoder"])
+        from tqdm import tqdm
+
         paths = tr._cached_paths(list(cache))[:limit_items]
-        items = [teacher_data.load_item(p) for p in paths]
+        items = [teacher_data.load_item(p) for p in tqdm(paths, desc="loading teacher data", mininterval=5)]
         self.utterances = len(paths)
         self.data = JointData(items, joint.sentences, self.cfg["vocoder"].segment, self.rng)
         self.joint, self.out = joint, out
