@@ -381,6 +381,10 @@ def test_student_gate_requires_naturalness_within_010_of_the_teacher() -> None:
     assert _failures(wer, costs, nat(4.01 - P808_MARGIN)) == []
     reasons = _failures(wer, costs, nat(3.61))
     assert reasons == ["student P.808 3.610 below the teacher's 4.010 - 0.1"]
+    wider = {**costs, "vocoder_saving": {"macs": 4.2, "time": 6.2}}  # issue 10's budget: 1/4 of the teacher's
+    assert _failures(wer, wider, nat(4.0)) == []
+    assert _failures(wer, {**costs, "vocoder_saving": {"macs": 3.9, "time": 6.2}}, nat(4.0)) == [
+        "vocoder macs saving 3.90x below the required 4x"]
 
 
 def test_a_tiny_adversarial_run_trains_both_sides_and_resumes(tiny_runs: dict[str, Path], tmp_path: Path) -> None:
