@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 JETVOX := $(VENV)/bin/jetvox
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast provision bench bench-mqtt wyoming-bench soak typecheck verify-device fp16-evidence install distill distill-gan distill-wide distill-joint clean help
+.PHONY: setup demo test test-fast provision bench bench-mqtt wyoming-bench soak typecheck verify-device fp16-evidence install teacher teacher-data distill distill-gan distill-wide distill-joint clean help
 
 help:
 	@echo "make demo   - set up, provision the default voice, speak a sample (demo.wav)"
@@ -46,7 +46,17 @@ demo: provision
 # fails the quality gate is parked in provisioning/distill/results/, not shipped as the joe-fast voice.
 DISTILL_LIMIT ?= --limit 1395
 TRAIN_DEPS := 'torch==2.13.0' 'tqdm>=4.66' 'wonderwords==3.0.1'
-distill: provision
+TEACHER_VOICE := en_US-joe-medium
+# The teacher's split models (`jetvox provision` alone provisions the default voice only).
+teacher: setup
+	$(JETVOX) provision --voice $(TEACHER_VOICE)
+# The whole corpus (4,000 sentences) through the teacher, on both cores; cached utterances are kept, so a rerun
+# on a machine that has them costs seconds, and one on a fresh machine rebuilds what the later stages train on.
+teacher-data: teacher
+	$(PY) -m pip install -q $(TRAIN_DEPS)
+	$(PY) -m jetvox.provisioning.distill.teacher_data --shard 0 --shards 2 & pid=$$!; \
+	  $(PY) -m jetvox.provisioning.distill.teacher_data --shard 1 --shards 2 && wait $$pid
+distill: provision teacher
 	$(PY) -m pip install -q $(TRAIN_DEPS)
 	# stage 1: the first 1,395 utterances of the corpus through the teacher; two learning-rate phases each
 	$(PY) -m jetvox.provisioning.distill.teacher_data --shard 0 --shards 2 $(DISTILL_LIMIT) & pid=$$!; \
@@ -56,8 +66,7 @@ distill: provision
 	$(PY) -m jetvox.provisioning.distill.train --what acoustic --steps 5000 --batch 8 --threads 1 --resume
 	$(PY) -m jetvox.provisioning.distill.train --what acoustic --steps 10000 --batch 8 --threads 1 --resume --extend-lr 5e-4
 	# stage 2: the whole corpus (4,000 sentences) through the teacher; one more phase each
-	$(PY) -m jetvox.provisioning.distill.teacher_data --shard 0 --shards 2 & pid=$$!; \
-	  $(PY) -m jetvox.provisioning.distill.teacher_data --shard 1 --shards 2 && wait $$pid
+	$(MAKE) teacher-data
 	$(PY) -m jetvox.provisioning.distill.train --what vocoder --steps 16400 --threads 1 --resume --extend-lr 3e-4
 	$(PY) -m jetvox.provisioning.distill.train --what acoustic --steps 15000 --batch 8 --threads 1 --resume --extend-lr 3e-4
 	$(MAKE) distill-gan GAN_FROM=$(STATE)/distill/runs/vocoder/ckpt.pt GAN_RUN=$(STATE)/distill/runs/vocoder-gan \
@@ -91,7 +100,11 @@ GAN_3C := $(GAN_ALIGNED) --phase-lr 1e-4
 # second (budget 0.49).
 GAN_3D_STEPS ?= 47000
 GAN_3D := $(GAN_ALIGNED) --deepen 1 --phase-lr 2e-4
-distill-gan: setup
+# 3e from step 47,000 to 51,000: a last phase (peak 1e-4) that keeps an exponential moving average of the
+# weights (decay 0.999, about the last thousand steps); the average is what gets exported and evaluated.
+GAN_3E_STEPS ?= 51000
+GAN_3E := $(GAN_ALIGNED) --phase-lr 1e-4 --ema 0.999
+distill-gan: teacher-data
 	test -f $(GAN_RUN)/ckpt.pt || { mkdir -p $(GAN_RUN) && cp $(GAN_FROM) $(GAN_RUN)/ckpt.pt; }
 	$(PY) -m jetvox.provisioning.distill.train --what vocoder --out $(GAN_RUN) --steps $(GAN_STEPS) --threads 1 \
 	  --resume --extend-lr 2e-4 --adversarial --max-minutes 120 --stop-at $(GAN_SWITCH)
@@ -100,7 +113,9 @@ distill-gan: setup
 	$(PY) -m jetvox.provisioning.distill.train --what vocoder --out $(GAN_RUN) --steps $(GAN_3C_STEPS) --threads 1 \
 	  --resume --adversarial --max-minutes 120 --from-step $(GAN_3C_FROM) --stop-at $(GAN_3C_STEPS) $(GAN_3C)
 	$(PY) -m jetvox.provisioning.distill.train --what vocoder --out $(GAN_RUN) --steps $(GAN_3D_STEPS) --threads 1 \
-	  --resume --adversarial --max-minutes 120 --from-step $(GAN_3C_STEPS) $(GAN_3D)
+	  --resume --adversarial --max-minutes 120 --from-step $(GAN_3C_STEPS) --stop-at $(GAN_3D_STEPS) $(GAN_3D)
+	$(PY) -m jetvox.provisioning.distill.train --what vocoder --out $(GAN_RUN) --steps $(GAN_3E_STEPS) --threads 1 \
+	  --resume --adversarial --max-minutes 120 --from-step $(GAN_3D_STEPS) $(GAN_3E)
 
 # Stage 4 (issue 10): the acoustic student on wide-vocabulary sentences beside the corpus (wide_corpus.py). The
 # corpus speaks about 730 distinct words; on the 26 benchmark sentences the student's teacher-forced latents are
@@ -111,7 +126,7 @@ STATE_CACHE = $(STATE)/distill/teacher-v1
 ACOUSTIC_FROM ?= provisioning/distill/results/acoustic-ckpt.pt
 ACOUSTIC_RUN ?= provisioning/distill/results/acoustic-wide
 ACOUSTIC_STEPS ?= 30000
-distill-wide: setup
+distill-wide: teacher-data
 	$(PY) -m pip install -q $(TRAIN_DEPS)
 	$(PY) -m jetvox.provisioning.distill.teacher_data --wide --threads 2
 	test -f $(ACOUSTIC_RUN)/ckpt.pt || { mkdir -p $(ACOUSTIC_RUN) && cp $(ACOUSTIC_FROM) $(ACOUSTIC_RUN)/ckpt.pt; }
@@ -126,7 +141,7 @@ distill-wide: setup
 JOINT_RUN ?= provisioning/distill/results/joint
 JOINT_STEPS ?= 2000
 JOINT_VOCODER ?= provisioning/distill/results/vocoder-3c-ckpt.pt
-distill-joint: setup
+distill-joint: teacher-data
 	$(PY) -m jetvox.provisioning.distill.joint --out $(JOINT_RUN) --steps $(JOINT_STEPS) --threads 1 --max-minutes 120 \
 	  --vocoder-from $(JOINT_VOCODER) --vocoder-step $(GAN_3C_STEPS) \
 	  --acoustic-from $(ACOUSTIC_RUN)/ckpt.pt --acoustic-step $(ACOUSTIC_STEPS) \

@@ -498,6 +498,41 @@ def test_deepening_the_vocoder_keeps_its_audio_and_trains_on(tiny_runs: dict[str
         deepen(after, 1, seed=1)
 
 
+def test_the_weights_average_follows_training_and_is_what_gets_exported(tiny_runs: dict[str, Path],
+                                                                          tmp_path: Path) -> None:
+    """`--ema`: the average starts at the resumed weights, moves by (1 - decay) per step, is recorded once, is
+    exported by default, and is dropped (restarted) when the model is deepened."""
+    import shutil
+
+    from jetvox.provisioning.distill.export import load_student
+
+    run = tmp_path / "ema"
+    shutil.copytree(tiny_runs["vocoder"], run)
+    cache = tiny_runs["vocoder"].parent / "cache"
+    start = torch.load(run / "ckpt.pt", weights_only=False)
+    decay = 0.5
+    summary = train(TrainConfig(what="vocoder", steps=start["step"] + 1), cache, run, resume=True, ema=decay)
+    after = torch.load(run / "ckpt.pt", weights_only=False)
+    assert summary["changes"][-1] == {"step": start["step"], "ema": decay} and after["config"]["ema"] == decay
+    name = "head.weight"
+    expected = decay * start["model"][name] + (1 - decay) * after["model"][name]
+    assert torch.allclose(after["ema"][name], expected, atol=1e-7)
+    assert not torch.allclose(after["ema"][name], after["model"][name])  # the step moved the weights
+    averaged, _, meta = load_student(run)
+    last, _, last_meta = load_student(run, average=False)
+    assert (meta["weights"], last_meta["weights"]) == ("average", "last")
+    assert torch.equal(averaged.state_dict()[name], after["ema"][name])
+    assert torch.equal(last.state_dict()[name], after["model"][name])
+    again = train(TrainConfig(what="vocoder", steps=start["step"] + 2), cache, run, resume=True, ema=decay)
+    assert again["changes"] == summary["changes"]  # same decay: continued, not recorded again
+    moved = torch.load(run / "ckpt.pt", weights_only=False)
+    expected = decay * after["ema"][name] + (1 - decay) * moved["model"][name]
+    assert torch.allclose(moved["ema"][name], expected, atol=1e-7)  # resumed from the saved average
+    train(TrainConfig(what="vocoder", steps=start["step"] + 3), cache, run, resume=True, tail_blocks=1)
+    deep = torch.load(run / "ckpt.pt", weights_only=False)
+    assert "tail.0.scale" in deep["ema"] and deep["config"]["ema"] == decay  # restarted at the deepened shape
+
+
 def test_a_recipe_stage_stops_at_its_step_and_the_next_waits_for_it(tiny_runs: dict[str, Path], tmp_path: Path) -> None:
     """`--stop-at` ends a stage at its step (schedule unchanged); `--from-step` skips a stage not yet reached."""
     import shutil

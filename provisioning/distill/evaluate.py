@@ -77,9 +77,10 @@ def checkpoint_latents(path: Path, state_dir: Path, ids_list: list[list[int]]) -
     return latents, float(np.mean(errors))
 
 
-def evaluate(run_dir: Path, teacher: str = TEACHER, latents_from: str = STUDENT) -> dict[str, Any]:
-    """Naturalness of the checkpoint in ``run_dir`` (``ckpt.pt``), the shipped vocoder and the teacher's, all on
-    the latents of voice ``latents_from`` (or of the acoustic checkpoint at that path)."""
+def evaluate(run_dir: Path, teacher: str = TEACHER, latents_from: str = STUDENT, average: bool = True) -> dict[str, Any]:
+    """Naturalness of the checkpoint in ``run_dir`` (``ckpt.pt``; its weights' average where it keeps one, unless
+    ``average`` is False), the shipped vocoder and the teacher's, all on the latents of voice ``latents_from`` (or
+    of the acoustic checkpoint at that path)."""
     from_checkpoint = latents_from not in (STUDENT, teacher)
     cfg = config.from_mapping({"voice": {"name": STUDENT if from_checkpoint else latents_from},
                                "synthesis": {"noise_scale": 0.0, "noise_w": 0.0}, "engine": {"precision": "fp32"}})
@@ -97,7 +98,7 @@ def evaluate(run_dir: Path, teacher: str = TEACHER, latents_from: str = STUDENT)
         work = Path(tmp)
         (work / "run").mkdir()
         shutil.copy(run_dir / "ckpt.pt", work / "run" / "ckpt.pt")  # a copy: a running training may rewrite it
-        model, _, meta = load_student(work / "run")
+        model, _, meta = load_student(work / "run", average)
         onnx_path = export(model, "vocoder", work / "vocoder.onnx")
         candidate = [run_vocoder(onnx_path, z) for z in latents]
     def vocode(voice_name: str) -> list[np.ndarray]:
@@ -113,6 +114,7 @@ def evaluate(run_dir: Path, teacher: str = TEACHER, latents_from: str = STUDENT)
     voice.close()
     return {
         "step": meta.get("step"),
+        "weights": meta["weights"],
         "latents": latents_from,
         "sentences": len(EVAL_SENTENCES),
         **{label: {"p808": round(s.p808, 3), "ovrl": round(s.ovrl, 3)} for label, s in scores.items()},
@@ -127,10 +129,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--latents", default=STUDENT, metavar=f"{{{STUDENT},{TEACHER},CKPT}}",
                     help="whose acoustic model makes the latents: a voice, or an acoustic checkpoint's path "
                          "(default: the shipped student's)")
+    ap.add_argument("--last", action="store_true",
+                    help="score the last step's weights even where the run keeps their moving average")
     args = ap.parse_args(argv)
     if args.latents not in (STUDENT, TEACHER) and not Path(args.latents).is_file():
         ap.error(f"--latents expects {STUDENT}, {TEACHER} or an acoustic checkpoint file; got {args.latents!r}")
-    print(json.dumps(evaluate(args.run, latents_from=args.latents), indent=1))
+    print(json.dumps(evaluate(args.run, latents_from=args.latents, average=not args.last), indent=1))
 
 
 if __name__ == "__main__":

@@ -38,15 +38,22 @@ class InterfaceError(JetvoxError, ValueError):
     """An exported model's inputs or outputs differ from the teacher split's."""
 
 
-def load_student(run_dir: Path) -> tuple[torch.nn.Module, TrainConfig, dict]:
-    """The trained model of a run directory, in eval mode, with its config and checkpoint metadata."""
+def load_student(run_dir: Path, average: bool = True) -> tuple[torch.nn.Module, TrainConfig, dict]:
+    """The trained model of a run directory, in eval mode, with its config and checkpoint metadata.
+
+    Args:
+        run_dir: a training run's directory (holding ``ckpt.pt``).
+        average: take the weights' moving average where the run keeps one (``TrainConfig.ema``); else the last
+            step's weights. ``meta["weights"]`` says which were taken.
+    """
     state = torch.load(Path(run_dir) / CKPT, map_location="cpu", weights_only=False)
     cfg = TrainConfig(**state["config"])
     model = build_model(cfg)
-    model.load_state_dict(state["model"])
+    which = "ema" if average and "ema" in state else "model"
+    model.load_state_dict(state[which])
     model.eval()
     meta = {k: state[k] for k in ("step", "seconds", "utterances", "hardware") if k in state}
-    return model, cfg, meta
+    return model, cfg, {**meta, "weights": "average" if which == "ema" else "last"}
 
 
 def _fix_io(path: Path, role: str) -> None:

@@ -171,9 +171,7 @@ def run_joint(out: Path, joint: JointConfig, cache: Sequence[Path], threads: int
     from tqdm import tqdm
 
     run = JointRun(out, joint, cache, threads, limit_items)
-    for role in ROLES:
-        tr._truncate_log(out / role / tr.LOSS_LOG, run.steps[role])
-    logs = {role: tr._LossLog(out / role / tr.LOSS_LOG, run.cfg[role]) for role in ROLES}
+    logs = {role: tr._LossLog(out / role / tr.LOSS_LOG, run.cfg[role], run.steps[role]) for role in ROLES}
     log.info("joint stage: %d utterances, %d steps left (vocoder at %d, acoustic at %d)", run.utterances, run.left(),
              run.steps["vocoder"], run.steps["acoustic"])
     bar = tqdm(total=run.left(), desc="joint", mininterval=10)

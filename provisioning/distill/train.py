@@ -78,8 +78,8 @@ class TrainConfig:
     changes: list[dict[str, Any]] = field(default_factory=list)
     """Settings changed on a resume, oldest first: ``{"step": step, "gan": {key: new value}}`` (``--gan-set``),
     ``{"step": step, "model": {"mult": new}}`` (``--widen-mult``), ``{"step": step, "model": {"tail_blocks": new}}``
-    (``--deepen``) or ``{"step": step, "aligned": {...}}``
-    (``--aligned-fraction``)."""
+    (``--deepen``), ``{"step": step, "aligned": {...}}`` (``--aligned-fraction``) or ``{"step": step, "ema": decay}``
+    (``--ema``)."""
     aligned_fraction: float = 0.0
     """Vocoder: share of segments whose input is the acoustic student's teacher-forced latent instead of the
     teacher's (``aligned.py``); their target is still the teacher's audio."""
@@ -88,6 +88,10 @@ class TrainConfig:
     joint: dict[str, Any] = field(default_factory=dict)
     """The joint stage (``joint.py``, a JointConfig as a dict) this run is in, from the step it began; empty
     before it."""
+    ema: float = 0.0
+    """Decay of an exponential moving average of the weights kept beside them (0: none). When kept, it is what
+    is exported and evaluated (``export.load_student``): averaged weights of a GAN generator sound steadier than
+    the last step's."""
 
 
 def runs_dir(state_dir: Path) -> Path:
@@ -295,18 +299,21 @@ def _reshape(state: dict[str, Any], widen_mult: int | None, tail_blocks: int | N
         state = widen(state, widen_mult, seed)
     if tail_blocks is not None and model.get("tail_blocks", 0) < tail_blocks:
         state = deepen(state, tail_blocks, seed)
+    if state["config"]["model"] != model:  # an average of the old shape restarts from the reshaped weights
+        state = {k: v for k, v in state.items() if k != "ema"}
     return state
 
 
 def _restore(cfg: TrainConfig, ckpt_path: Path, resume: bool, extend_lr: float | None,
              gan_set: dict[str, float] | None = None, widen_mult: int | None = None,
              aligned: tuple[float, str] | None = None, phase_lr: float | None = None,
-             tail_blocks: int | None = None) -> tuple[TrainConfig, dict[str, Any] | None]:
-    """The run's config and the checkpoint to continue from (None to start afresh)."""
+             tail_blocks: int | None = None, ema: float | None = None) -> tuple[TrainConfig, dict[str, Any] | None]:
+    """The run's config and the checkpoint to continue from (None to start afresh); makes the run's directory."""
+    ckpt_path.parent.mkdir(parents=True, exist_ok=True)
     if not (resume and ckpt_path.exists()):
         if aligned:
             cfg = TrainConfig(**{**asdict(cfg), "aligned_fraction": aligned[0], "aligned_acoustic": aligned[1]})
-        return replace_gan(cfg, gan_set), None
+        return replace_gan(TrainConfig(**{**asdict(cfg), "ema": ema or cfg.ema}), gan_set), None
     state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     state = _reshape(state, widen_mult, tail_blocks, cfg.seed)
     step = int(state["step"])
@@ -330,6 +337,9 @@ def _restore(cfg: TrainConfig, ckpt_path: Path, resume: bool, extend_lr: float |
         if any(gan[k] != v for k, v in gan_set.items()):
             resumed["gan"] = {**gan, **gan_set}
             resumed["changes"] = [*resumed.get("changes", []), {"step": int(state["step"]), "gan": gan_set}]
+    if ema is not None and resumed.get("ema", 0.0) != ema:
+        resumed["ema"] = ema
+        resumed["changes"] = [*resumed.get("changes", []), {"step": step, "ema": ema}]
     cfg = TrainConfig(**resumed)
     log.info("resuming %s from step %d", cfg.what, state["step"])
     return cfg, state
@@ -416,9 +426,26 @@ def _cpuinfo() -> list[str]:
         return []
 
 
+class WeightAverage:
+    """An exponential moving average of a model's weights (``TrainConfig.ema``), kept in the checkpoint as ``ema``."""
+
+    def __init__(self, decay: float, model: torch.nn.Module, saved: dict[str, torch.Tensor] | None) -> None:
+        self.decay = decay
+        self.weights = saved if saved is not None else {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        """Move the average towards the model's current weights (integer buffers are copied)."""
+        for name, value in model.state_dict().items():
+            if value.is_floating_point():
+                self.weights[name].mul_(self.decay).add_(value, alpha=1.0 - self.decay)
+            else:
+                self.weights[name].copy_(value)
+
+
 def _optimise(model: torch.nn.Module, opt: torch.optim.Optimizer, data: VocoderData | AcousticData,
-              cfg: TrainConfig, loss_fn: LossFn, step: int) -> dict[str, float]:
-    """One optimiser step at ``step``'s learning rate; the loss and its named parts."""
+              cfg: TrainConfig, loss_fn: LossFn, step: int, average: WeightAverage | None = None) -> dict[str, float]:
+    """One optimiser step at ``step``'s learning rate (and the weights' average moved); the loss and its parts."""
     for g in opt.param_groups:
         g["lr"] = _lr(cfg, step)
     loss, parts = _student_loss(model, data, cfg, loss_fn)
@@ -426,13 +453,17 @@ def _optimise(model: torch.nn.Module, opt: torch.optim.Optimizer, data: VocoderD
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
     opt.step()
+    if average:
+        average.update(model)
     return {"loss": loss.item(), **parts}
 
 
 class _LossLog:
-    """Averages the losses over ``log_every`` steps and appends them to the run's loss log."""
+    """Averages the losses over ``log_every`` steps and appends them to the run's loss log (after dropping the lines
+    written past ``step``, the checkpoint being resumed: they will be written again)."""
 
-    def __init__(self, path: Path, cfg: TrainConfig) -> None:
+    def __init__(self, path: Path, cfg: TrainConfig, step: int) -> None:
+        _truncate_log(path, step)
         self.file = path.open("a", encoding="utf-8")
         self.cfg = cfg
         self.acc: dict[str, float] = {}
@@ -466,7 +497,7 @@ def train(cfg: TrainConfig, cache: Path | Sequence[Path], out: Path, resume: boo
           limit_items: int | None = None, extend_lr: float | None = None,
           gan_set: dict[str, float] | None = None, widen_mult: int | None = None,
           stop_at: int | None = None, aligned: tuple[float, Path] | None = None,
-          phase_lr: float | None = None, tail_blocks: int | None = None) -> dict[str, Any]:
+          phase_lr: float | None = None, tail_blocks: int | None = None, ema: float | None = None) -> dict[str, Any]:
     """Train (or continue training) one student; returns a summary (steps, seconds, last losses).
 
     Args:
@@ -484,28 +515,28 @@ def train(cfg: TrainConfig, cache: Path | Sequence[Path], out: Path, resume: boo
         stop_at: stop (with a checkpoint) at this step; the schedule still spans ``cfg.steps``.
         aligned: vocoder: (share of segments, acoustic checkpoint) of ``aligned.py``'s latents from here on.
         phase_lr: on resume, the peak of a new learning-rate phase from here to ``cfg.steps`` (``new_phase``).
+        ema: keep an average of the weights with this decay from here on (``TrainConfig.ema``).
     """
-    out.mkdir(parents=True, exist_ok=True)
     acoustic, digest = aligned_mod.load_acoustic(aligned[1]) if aligned else (None, "")
     cfg, state = _restore(cfg, ckpt_path := out / CKPT, resume, extend_lr, gan_set, widen_mult,
-                          (aligned[0], digest) if aligned else None, phase_lr, tail_blocks)
+                          (aligned[0], digest) if aligned else None, phase_lr, tail_blocks, ema)
     model, opt, rng, step, seconds = _start(cfg, state)
-    _truncate_log(out / LOSS_LOG, step)
     from tqdm import tqdm
 
     paths = _cached_paths(cache)[:limit_items]
     data = _dataset(cfg, paths, rng, acoustic)
     adversarial = AdversarialStep(gan_config(cfg.gan), state) if cfg.adversarial else None
     loss_fn: LossFn = adversarial or VocoderLoss()
+    average = WeightAverage(cfg.ema, model, (state or {}).get("ema")) if cfg.ema else None
     log.info("%s: %.2fM parameters, %d utterances, steps %d..%d", cfg.what,
              sum(p.numel() for p in model.parameters()) / 1e6, len(paths), step, cfg.steps)
     model.train()
     t0 = started = time.monotonic()  # t0 restarts at each checkpoint (for the seconds trained); started does not
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.what}", mininterval=10)
-    losses = _LossLog(out / LOSS_LOG, cfg)
+    losses = _LossLog(out / LOSS_LOG, cfg, step)
     end = min(cfg.steps, stop_at) if stop_at is not None else cfg.steps
     while step < end:
-        parts = _optimise(model, opt, data, cfg, loss_fn, step)
+        parts = _optimise(model, opt, data, cfg, loss_fn, step, average)
         step += 1
         if losses.add(step, parts, seconds + time.monotonic() - t0):
             bar.set_postfix(loss=f"{losses.last['loss']:.3f}")
@@ -514,7 +545,7 @@ def train(cfg: TrainConfig, cache: Path | Sequence[Path], out: Path, resume: boo
         if step % cfg.ckpt_every == 0 or step == end or over:
             seconds += time.monotonic() - t0
             t0 = time.monotonic()
-            _save(ckpt_path, {**_snapshot(cfg, model, opt, rng), "step": step, "seconds": seconds,
+            _save(ckpt_path, {**_snapshot(cfg, model, opt, rng, average), "step": step, "seconds": seconds,
                               "utterances": len(paths), **(adversarial.state() if adversarial else {})})
         if over:
             log.info("time budget of %.1f min reached at step %d; checkpoint saved", max_minutes, step)
@@ -525,10 +556,12 @@ def train(cfg: TrainConfig, cache: Path | Sequence[Path], out: Path, resume: boo
 
 
 def _snapshot(cfg: TrainConfig, model: torch.nn.Module, opt: torch.optim.Optimizer,
-              rng: np.random.Generator) -> dict[str, Any]:
-    """The parts of a checkpoint that resume a run exactly: config, weights, optimiser and both RNGs."""
+              rng: np.random.Generator, average: WeightAverage | None = None) -> dict[str, Any]:
+    """The parts of a checkpoint that resume a run exactly: config, weights (and their average), optimiser and
+    both RNGs."""
     return {"config": asdict(cfg), "model": model.state_dict(), "opt": opt.state_dict(),
-            "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "hardware": _hardware(cfg)}
+            "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "hardware": _hardware(cfg),
+            **({"ema": average.weights} if average else {})}
 
 
 def _summary(cfg: TrainConfig, step: int, seconds: float, losses: dict[str, float], utterances: int) -> dict[str, Any]:
@@ -577,6 +610,9 @@ def _parser() -> argparse.ArgumentParser:
                     help="the acoustic student's checkpoint that makes those latents (with --aligned-fraction)")
     ap.add_argument("--phase-lr", type=float, default=None, metavar="LR",
                     help="with --resume: a new learning-rate phase from the checkpoint's step to --steps, peak LR")
+    ap.add_argument("--ema", type=float, default=None, metavar="DECAY",
+                    help="keep an exponential moving average of the weights (0 < DECAY < 1, e.g. 0.999) from here on; "
+                         "the average is what gets exported")
     ap.add_argument("--from-step", type=int, default=None, metavar="STEP",
                     help="do nothing unless the run's checkpoint has reached STEP (a later stage of a recipe)")
     return ap
@@ -596,6 +632,8 @@ def _check(ap: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, f
     if args.phase_lr is not None and (not args.resume or args.phase_lr <= 0 or args.extend_lr is not None):
         ap.error("--phase-lr starts a new phase of a resumed run: it needs --resume and a positive rate, "
                  "and replaces --extend-lr")
+    if args.ema is not None and not 0.0 < args.ema < 1.0:
+        ap.error(f"--ema is the average's decay per step, between 0 and 1 (e.g. 0.999); got {args.ema}")
     if args.adversarial and args.what != "vocoder":
         ap.error("--adversarial trains the vocoder only")
     try:
@@ -625,7 +663,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         summary = train(cfg, cache, out, args.resume, args.max_minutes, extend_lr=args.extend_lr, gan_set=gan_set,
                         widen_mult=args.widen_mult, stop_at=args.stop_at, aligned=aligned, phase_lr=args.phase_lr,
-                        tail_blocks=args.deepen)
+                        tail_blocks=args.deepen, ema=args.ema)
     except (FileNotFoundError, ValueError) as exc:
         raise SystemExit(f"train: {exc}") from None
     (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
