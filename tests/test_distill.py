@@ -523,6 +523,9 @@ def test_the_weights_average_follows_training_and_is_what_gets_exported(tiny_run
     assert (meta["weights"], last_meta["weights"]) == ("average", "last")
     assert torch.equal(averaged.state_dict()[name], after["ema"][name])
     assert torch.equal(last.state_dict()[name], after["model"][name])
+    from jetvox.provisioning.distill.ship import _run_summary
+
+    assert _run_summary(run)["weights"] == "moving average (decay 0.5)"  # the shipped manifest says which
     again = train(TrainConfig(what="vocoder", steps=start["step"] + 2), cache, run, resume=True, ema=decay)
     assert again["changes"] == summary["changes"]  # same decay: continued, not recorded again
     moved = torch.load(run / "ckpt.pt", weights_only=False)

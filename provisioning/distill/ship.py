@@ -53,6 +53,7 @@ def _run_summary(run_dir: Path) -> dict[str, Any]:
         **({"adversarial": cfg.get("gan", {})} if cfg.get("adversarial") else {}),
         **({"aligned_fraction": cfg["aligned_fraction"], "aligned_acoustic": cfg.get("aligned_acoustic")}
            if cfg.get("aligned_fraction") else {}),
+        **({"weights": f"moving average (decay {cfg['ema']})"} if "ema" in state else {}),
         "changes": cfg.get("changes", []),
     }
 
