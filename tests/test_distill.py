@@ -434,6 +434,42 @@ def test_gan_set_changes_loss_weights_from_a_step_and_records_it(tiny_runs: dict
     assert again["changes"] == summary["changes"]
 
 
+def test_wider_discriminators_start_afresh_and_train_alone_first(tiny_runs: dict[str, Path], tmp_path: Path) -> None:
+    """`--disc-width N`: the discriminators restart N times as wide, only they train for the warmup steps (the
+    generator and its average are held), then both; recorded once, resumable mid-warmup."""
+    import shutil
+
+    from jetvox.provisioning.distill.adversarial import GanConfig
+
+    run = tmp_path / "gan"
+    shutil.copytree(tiny_runs["vocoder"], run)
+    cache = tiny_runs["vocoder"].parent / "cache"
+    small = asdict(GanConfig(periods=(2,), period_channels=(4, 8), resolutions=((256, 64),), resolution_channels=4))
+    before = torch.load(run / "ckpt.pt", weights_only=False)["step"]
+    train(TrainConfig(what="vocoder", steps=before + 1, adversarial=True, gan=small), cache, run, resume=True)
+    start = torch.load(run / "ckpt.pt", weights_only=False)
+    summary = train(TrainConfig(what="vocoder", steps=before + 2), cache, run, resume=True, ema=0.5, disc=(2, 2))
+    held = torch.load(run / "ckpt.pt", weights_only=False)  # one of the two warmup steps done
+    change = {"width": 2, "warmup_until": before + 3}
+    assert summary["changes"][-1] == {"step": before + 1, "gan": change}
+    assert held["config"]["gan"] == {**small, **change}
+    name = "members.0.convs.1.parametrizations.weight.original1"
+    assert start["disc"][name].shape[:2] == (8, 4) and held["disc"][name].shape[:2] == (16, 8)  # twice as wide
+    assert all(torch.equal(start["model"][k], held["model"][k]) for k in start["model"])  # generator held
+    assert torch.equal(held["ema"]["head.weight"], start["model"]["head.weight"])
+    again = train(TrainConfig(what="vocoder", steps=before + 4), cache, run, resume=True, disc=(2, 2))
+    moved = torch.load(run / "ckpt.pt", weights_only=False)
+    assert again["changes"] == summary["changes"]  # same width: the discriminators were kept, not restarted
+    assert not torch.equal(held["model"]["head.weight"], moved["model"]["head.weight"])  # warmup over: it trains
+    assert moved["disc"][name].shape == held["disc"][name].shape and not torch.equal(moved["disc"][name],
+                                                                                      held["disc"][name])
+    plain = tmp_path / "plain"
+    shutil.copytree(tiny_runs["vocoder"], plain)
+    plain_step = torch.load(plain / "ckpt.pt", weights_only=False)["step"]
+    with pytest.raises(ValueError, match="adversarial"):  # a spectral-loss run has no discriminators to widen
+        train(TrainConfig(what="vocoder", steps=plain_step + 1), cache, plain, resume=True, disc=(2, 0))
+
+
 def test_widening_the_vocoder_keeps_its_audio_and_trains_on(tiny_runs: dict[str, Path], tmp_path: Path) -> None:
     """`--widen-mult`: Net2Net-style wider MLPs compute the same audio at first; the optimiser carries over."""
     import shutil
@@ -656,7 +692,9 @@ def test_aligned_flags_are_checked_before_anything_runs(tiny_runs: dict[str, Pat
                         (["--aligned-fraction", "1.5", "--aligned-acoustic", "x.pt"], "between 0 and 1; got 1.5"),
                         (["--phase-lr", "1e-4"], "needs --resume"),
                         (["--deepen", "1"], "needs --what vocoder, --resume and N >= 1; got 1"),
-                        (["--resume", "--deepen", "0"], "got 0")):
+                        (["--resume", "--deepen", "0"], "got 0"),
+                        (["--resume", "--disc-width", "2"], "needs --adversarial, --resume"),
+                        (["--resume", "--adversarial", "--disc-width", "2", "--disc-warmup", "-1"], "warmup -1")):
         with pytest.raises(SystemExit) as exc:
             main(base + extra)
         assert exc.value.code == 2 and says in capsys.readouterr().err

@@ -43,6 +43,12 @@ class GanConfig:
     """Weight of the compressed complex-spectrum distance (phase-aware) inside the reconstruction loss."""
     wav_weight: float = 0.5
     """Weight of the waveform L1 inside the reconstruction loss."""
+    width: int = 1
+    """Multiplier on ``period_channels`` and ``resolution_channels`` (``train --disc-width``: wider discriminators
+    started afresh part-way through a run)."""
+    warmup_until: int = 0
+    """Until this step only the discriminators train (the generator is held), so that ones started afresh by a
+    widening judge it before it learns from them."""
 
 
 def _norm(conv: nn.Module) -> nn.Module:
@@ -108,8 +114,8 @@ class Discriminators(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.members = nn.ModuleList(
-            [PeriodDiscriminator(p, cfg.period_channels) for p in cfg.periods]
-            + [ResolutionDiscriminator(n, h, cfg.resolution_channels) for n, h in cfg.resolutions]
+            [PeriodDiscriminator(p, tuple(c * cfg.width for c in cfg.period_channels)) for p in cfg.periods]
+            + [ResolutionDiscriminator(n, h, cfg.resolution_channels * cfg.width) for n, h in cfg.resolutions]
         )
 
     def forward(self, x: torch.Tensor) -> list[tuple[torch.Tensor, list[torch.Tensor]]]:

@@ -78,8 +78,8 @@ class TrainConfig:
     changes: list[dict[str, Any]] = field(default_factory=list)
     """Settings changed on a resume, oldest first: ``{"step": step, "gan": {key: new value}}`` (``--gan-set``),
     ``{"step": step, "model": {"mult": new}}`` (``--widen-mult``), ``{"step": step, "model": {"tail_blocks": new}}``
-    (``--deepen``), ``{"step": step, "aligned": {...}}`` (``--aligned-fraction``) or ``{"step": step, "ema": decay}``
-    (``--ema``)."""
+    (``--deepen``), ``{"step": step, "aligned": {...}}`` (``--aligned-fraction``), ``{"step": step, "ema": decay}``
+    (``--ema``) or ``{"step": step, "gan": {"width": n, "warmup_until": step}}`` (``--disc-width``)."""
     aligned_fraction: float = 0.0
     """Vocoder: share of segments whose input is the acoustic student's teacher-forced latent instead of the
     teacher's (``aligned.py``); their target is still the teacher's audio."""
@@ -307,7 +307,8 @@ def _reshape(state: dict[str, Any], widen_mult: int | None, tail_blocks: int | N
 def _restore(cfg: TrainConfig, ckpt_path: Path, resume: bool, extend_lr: float | None,
              gan_set: dict[str, float] | None = None, widen_mult: int | None = None,
              aligned: tuple[float, str] | None = None, phase_lr: float | None = None,
-             tail_blocks: int | None = None, ema: float | None = None) -> tuple[TrainConfig, dict[str, Any] | None]:
+             tail_blocks: int | None = None, ema: float | None = None,
+             disc: tuple[int, int] | None = None) -> tuple[TrainConfig, dict[str, Any] | None]:
     """The run's config and the checkpoint to continue from (None to start afresh); makes the run's directory."""
     ckpt_path.parent.mkdir(parents=True, exist_ok=True)
     if not (resume and ckpt_path.exists()):
@@ -340,9 +341,26 @@ def _restore(cfg: TrainConfig, ckpt_path: Path, resume: bool, extend_lr: float |
     if ema is not None and resumed.get("ema", 0.0) != ema:
         resumed["ema"] = ema
         resumed["changes"] = [*resumed.get("changes", []), {"step": step, "ema": ema}]
+    if disc is not None:
+        resumed, state = _widen_discriminators(resumed, state, *disc)
     cfg = TrainConfig(**resumed)
     log.info("resuming %s from step %d", cfg.what, state["step"])
     return cfg, state
+
+
+def _widen_discriminators(resumed: dict[str, Any], state: dict[str, Any], width: int,
+                          warmup: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """An adversarial run's config and checkpoint with discriminators ``width`` times as wide, started afresh (their
+    weights and optimiser dropped) and trained alone for ``warmup`` steps; unchanged when already that wide."""
+    if not resumed.get("adversarial"):
+        raise ValueError("--disc-width widens an adversarial run's discriminators: give --adversarial")
+    gan = asdict(gan_config(resumed.get("gan")))
+    if gan["width"] == width:
+        return resumed, state
+    step = int(state["step"])
+    change = {"width": width, "warmup_until": step + warmup}
+    resumed = {**resumed, "gan": {**gan, **change}, "changes": [*resumed.get("changes", []), {"step": step, "gan": change}]}
+    return resumed, {k: v for k, v in state.items() if k not in ("disc", "opt_d")}
 
 
 def replace_gan(cfg: TrainConfig, gan_set: dict[str, float] | None) -> TrainConfig:
@@ -445,10 +463,13 @@ class WeightAverage:
 
 def _optimise(model: torch.nn.Module, opt: torch.optim.Optimizer, data: VocoderData | AcousticData,
               cfg: TrainConfig, loss_fn: LossFn, step: int, average: WeightAverage | None = None) -> dict[str, float]:
-    """One optimiser step at ``step``'s learning rate (and the weights' average moved); the loss and its parts."""
+    """One optimiser step at ``step``'s learning rate (and the weights' average moved); the loss and its parts.
+    While new discriminators warm up (``GanConfig.warmup_until``) the loss updates them only."""
     for g in opt.param_groups:
         g["lr"] = _lr(cfg, step)
     loss, parts = _student_loss(model, data, cfg, loss_fn)
+    if step < cfg.gan.get("warmup_until", 0):
+        return {"loss": loss.item(), **parts}
     opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -497,7 +518,8 @@ def train(cfg: TrainConfig, cache: Path | Sequence[Path], out: Path, resume: boo
           limit_items: int | None = None, extend_lr: float | None = None,
           gan_set: dict[str, float] | None = None, widen_mult: int | None = None,
           stop_at: int | None = None, aligned: tuple[float, Path] | None = None,
-          phase_lr: float | None = None, tail_blocks: int | None = None, ema: float | None = None) -> dict[str, Any]:
+          phase_lr: float | None = None, tail_blocks: int | None = None, ema: float | None = None,
+          disc: tuple[int, int] | None = None) -> dict[str, Any]:
     """Train (or continue training) one student; returns a summary (steps, seconds, last losses).
 
     Args:
@@ -516,10 +538,12 @@ def train(cfg: TrainConfig, cache: Path | Sequence[Path], out: Path, resume: boo
         aligned: vocoder: (share of segments, acoustic checkpoint) of ``aligned.py``'s latents from here on.
         phase_lr: on resume, the peak of a new learning-rate phase from here to ``cfg.steps`` (``new_phase``).
         ema: keep an average of the weights with this decay from here on (``TrainConfig.ema``).
+        disc: adversarial vocoder: (width, warmup steps): discriminators that many times as wide from here on,
+            started afresh and trained alone for the warmup steps (``GanConfig.width``).
     """
     acoustic, digest = aligned_mod.load_acoustic(aligned[1]) if aligned else (None, "")
     cfg, state = _restore(cfg, ckpt_path := out / CKPT, resume, extend_lr, gan_set, widen_mult,
-                          (aligned[0], digest) if aligned else None, phase_lr, tail_blocks, ema)
+                          (aligned[0], digest) if aligned else None, phase_lr, tail_blocks, ema, disc)
     model, opt, rng, step, seconds = _start(cfg, state)
     from tqdm import tqdm
 
@@ -613,6 +637,11 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--ema", type=float, default=None, metavar="DECAY",
                     help="keep an exponential moving average of the weights (0 < DECAY < 1, e.g. 0.999) from here on; "
                          "the average is what gets exported")
+    ap.add_argument("--disc-width", type=int, default=None, metavar="N",
+                    help="adversarial vocoder, with --resume: discriminators N times as wide as the defaults from here "
+                         "on, started afresh")
+    ap.add_argument("--disc-warmup", type=int, default=200, metavar="STEPS",
+                    help="with --disc-width: steps in which only the new discriminators train (default 200)")
     ap.add_argument("--from-step", type=int, default=None, metavar="STEP",
                     help="do nothing unless the run's checkpoint has reached STEP (a later stage of a recipe)")
     return ap
@@ -636,6 +665,10 @@ def _check(ap: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, f
         ap.error(f"--ema is the average's decay per step, between 0 and 1 (e.g. 0.999); got {args.ema}")
     if args.adversarial and args.what != "vocoder":
         ap.error("--adversarial trains the vocoder only")
+    if args.disc_width is not None and (not (args.adversarial and args.resume) or args.disc_width < 1
+                                        or args.disc_warmup < 0):
+        ap.error(f"--disc-width widens a resumed adversarial run's discriminators: it needs --adversarial, --resume, "
+                 f"N >= 1 and --disc-warmup >= 0; got N={args.disc_width}, warmup {args.disc_warmup}")
     try:
         return gan_changes(args.gan_set)
     except ValueError as exc:
@@ -663,7 +696,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         summary = train(cfg, cache, out, args.resume, args.max_minutes, extend_lr=args.extend_lr, gan_set=gan_set,
                         widen_mult=args.widen_mult, stop_at=args.stop_at, aligned=aligned, phase_lr=args.phase_lr,
-                        tail_blocks=args.deepen, ema=args.ema)
+                        tail_blocks=args.deepen, ema=args.ema,
+                        disc=(args.disc_width, args.disc_warmup) if args.disc_width is not None else None)
     except (FileNotFoundError, ValueError) as exc:
         raise SystemExit(f"train: {exc}") from None
     (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
