@@ -538,8 +538,7 @@ def train(cfg: TrainConfig, cache: Path | Sequence[Path], out: Path, resume: boo
         aligned: vocoder: (share of segments, acoustic checkpoint) of ``aligned.py``'s latents from here on.
         phase_lr: on resume, the peak of a new learning-rate phase from here to ``cfg.steps`` (``new_phase``).
         ema: keep an average of the weights with this decay from here on (``TrainConfig.ema``).
-        disc: adversarial vocoder: (width, warmup steps): discriminators that many times as wide from here on,
-            started afresh and trained alone for the warmup steps (``GanConfig.width``).
+        disc: adversarial vocoder: (width, warmup steps) of fresh, wider discriminators (``GanConfig.width``).
     """
     acoustic, digest = aligned_mod.load_acoustic(aligned[1]) if aligned else (None, "")
     cfg, state = _restore(cfg, ckpt_path := out / CKPT, resume, extend_lr, gan_set, widen_mult,
@@ -552,9 +551,7 @@ def train(cfg: TrainConfig, cache: Path | Sequence[Path], out: Path, resume: boo
     adversarial = AdversarialStep(gan_config(cfg.gan), state) if cfg.adversarial else None
     loss_fn: LossFn = adversarial or VocoderLoss()
     average = WeightAverage(cfg.ema, model, (state or {}).get("ema")) if cfg.ema else None
-    log.info("%s: %.2fM parameters, %d utterances, steps %d..%d", cfg.what,
-             sum(p.numel() for p in model.parameters()) / 1e6, len(paths), step, cfg.steps)
-    model.train()
+    log.info("%s: %.2fM parameters, %d utterances, steps %d..%d", cfg.what, _megaparams(model), len(paths), step, cfg.steps)
     t0 = started = time.monotonic()  # t0 restarts at each checkpoint (for the seconds trained); started does not
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.what}", mininterval=10)
     losses = _LossLog(out / LOSS_LOG, cfg, step)
@@ -577,6 +574,10 @@ def train(cfg: TrainConfig, cache: Path | Sequence[Path], out: Path, resume: boo
     losses.close()
     bar.close()
     return _summary(cfg, step, seconds, losses.last, len(paths))
+
+
+def _megaparams(model: torch.nn.Module) -> float:
+    return sum(p.numel() for p in model.parameters()) / 1e6
 
 
 def _snapshot(cfg: TrainConfig, model: torch.nn.Module, opt: torch.optim.Optimizer,
