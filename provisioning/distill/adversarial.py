@@ -43,6 +43,9 @@ class GanConfig:
     """Weight of the compressed complex-spectrum distance (phase-aware) inside the reconstruction loss."""
     wav_weight: float = 0.5
     """Weight of the waveform L1 inside the reconstruction loss."""
+    phase_weight: float = 0.0
+    """Weight of the phase-derivative distance (``losses.phase_derivative_distance``: instantaneous frequency and
+    group delay, not absolute phase) inside the reconstruction loss; 0: not computed."""
     width: int = 1
     """Multiplier on ``period_channels`` and ``resolution_channels`` (``train --disc-width``: wider discriminators
     started afresh part-way through a run)."""
@@ -149,7 +152,8 @@ class AdversarialStep:
         self.cfg = cfg
         self.disc = Discriminators(cfg)
         self.opt = torch.optim.AdamW(self.disc.parameters(), lr=cfg.disc_lr, betas=(0.8, 0.99), weight_decay=0.01)
-        self.recon = VocoderLoss(cfg.mel_weight, cfg.mrstft_weight, cfg.complex_weight, cfg.wav_weight)
+        self.recon = VocoderLoss(cfg.mel_weight, cfg.mrstft_weight, cfg.complex_weight, cfg.wav_weight,
+                                 cfg.phase_weight)
         if state is not None and "disc" in state:  # resuming an adversarial run (else it starts now)
             self.disc.load_state_dict(state["disc"])
             self.opt.load_state_dict(state["opt_d"])

@@ -8,7 +8,8 @@ vocoder's own shortfall from its inputs'), or with ``--latents PATH`` an acousti
 ``train --what acoustic`` run's ``ckpt.pt``), whose teacher-forced distance to the teacher's latents on these
 sentences, never trained on, is reported too. Each sentence is vocoded whole by the checkpoint (exported to ONNX),
 the shipped student vocoder and the teacher's vocoder. Prints mean P.808 and OVRL of each and the checkpoint's
-spectrum against the teacher's by band.
+spectrum against the teacher's by band; with ``--splice``, also the P.808 of the checkpoint's audio with one band
+range replaced by the teacher vocoder's (where the shortfall lies).
 """
 
 from __future__ import annotations
@@ -55,6 +56,38 @@ def band_gap_db(audio: list[np.ndarray], reference: list[np.ndarray], sample_rat
     return {f"{lo}-{hi} Hz": round(float(diff[(freqs >= lo) & (freqs < hi)].mean()), 2) for lo, hi in BANDS_HZ}
 
 
+SPLICE_CUTS_HZ = (1000, 3000, 6000)
+_SPLICE_FFT, _SPLICE_HOP = 1024, 256
+
+
+def spliced(low: np.ndarray, high: np.ndarray, sample_rate: int, cut_hz: float) -> np.ndarray:
+    """One clip: ``low``'s short-time spectrum below ``cut_hz`` and ``high``'s from it up (both brought to equal RMS
+    first, cut to the shorter length)."""
+    n = min(len(low), len(high))
+    window = torch.hann_window(_SPLICE_FFT, dtype=torch.float64)
+
+    def spec(x: np.ndarray) -> torch.Tensor:
+        x = np.asarray(x[:n], dtype=np.float64)
+        x = x / (np.sqrt(np.mean(x**2)) + 1e-12)
+        return torch.stft(torch.from_numpy(x), _SPLICE_FFT, _SPLICE_HOP, window=window, return_complex=True)
+
+    below = (torch.arange(_SPLICE_FFT // 2 + 1) * sample_rate / _SPLICE_FFT < cut_hz)[:, None]
+    mixed = torch.where(below, spec(low), spec(high))
+    return torch.istft(mixed, _SPLICE_FFT, _SPLICE_HOP, window=window, length=n).numpy().astype(np.float32)
+
+
+def splice_report(candidate: list[np.ndarray], reference: list[np.ndarray], sample_rate: int) -> dict[str, float]:
+    """Mean P.808 of the candidate's clips with the bands below or above each cut taken from the reference's: the
+    nearer a splice comes to the reference's score, the more of the candidate's shortfall the replaced bands held."""
+    out = {}
+    for cut in SPLICE_CUTS_HZ:
+        for name, (low, high) in ((f"candidate below {cut} Hz, reference above", (candidate, reference)),
+                                  (f"reference below {cut} Hz, candidate above", (reference, candidate))):
+            clips = [spliced(a, b, sample_rate, cut) for a, b in zip(low, high)]
+            out[name] = round(mean_naturalness(clips, sample_rate).p808, 3)
+    return out
+
+
 STUDENT = "joe-fast"
 TEACHER = teacher_data.TEACHER
 
@@ -77,10 +110,11 @@ def checkpoint_latents(path: Path, state_dir: Path, ids_list: list[list[int]]) -
     return latents, float(np.mean(errors))
 
 
-def evaluate(run_dir: Path, teacher: str = TEACHER, latents_from: str = STUDENT, average: bool = True) -> dict[str, Any]:
+def evaluate(run_dir: Path, teacher: str = TEACHER, latents_from: str = STUDENT, average: bool = True,
+             splice: bool = False) -> dict[str, Any]:
     """Naturalness of the checkpoint in ``run_dir`` (``ckpt.pt``; its weights' average where it keeps one, unless
     ``average`` is False), the shipped vocoder and the teacher's, all on the latents of voice ``latents_from`` (or
-    of the acoustic checkpoint at that path)."""
+    of the acoustic checkpoint at that path); with ``splice``, also ``splice_report`` against the teacher's vocoder."""
     from_checkpoint = latents_from not in (STUDENT, teacher)
     cfg = config.from_mapping({"voice": {"name": STUDENT if from_checkpoint else latents_from},
                                "synthesis": {"noise_scale": 0.0, "noise_w": 0.0}, "engine": {"precision": "fp32"}})
@@ -110,6 +144,8 @@ def evaluate(run_dir: Path, teacher: str = TEACHER, latents_from: str = STUDENT,
     rate = voice.sample_rate
     scores = {label: mean_naturalness(clips, rate) for label, clips in
               (("checkpoint", candidate), ("shipped", shipped), ("teacher_vocoder", reference))}
+    if splice:
+        extra["splice_p808"] = splice_report(candidate, reference, rate)
     synth.close()
     voice.close()
     return {
@@ -131,10 +167,13 @@ def main(argv: list[str] | None = None) -> None:
                          "(default: the shipped student's)")
     ap.add_argument("--last", action="store_true",
                     help="score the last step's weights even where the run keeps their moving average")
+    ap.add_argument("--splice", action="store_true",
+                    help="also score the checkpoint's audio with bands taken from the teacher vocoder's (slower)")
     args = ap.parse_args(argv)
     if args.latents not in (STUDENT, TEACHER) and not Path(args.latents).is_file():
         ap.error(f"--latents expects {STUDENT}, {TEACHER} or an acoustic checkpoint file; got {args.latents!r}")
-    print(json.dumps(evaluate(args.run, latents_from=args.latents, average=not args.last), indent=1))
+    print(json.dumps(evaluate(args.run, latents_from=args.latents, average=not args.last,
+                                splice=args.splice), indent=1))
 
 
 if __name__ == "__main__":

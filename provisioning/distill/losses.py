@@ -1,4 +1,4 @@
-"""Training losses for the students: multi-resolution STFT, log-mel and phase-aware complex-spectrum distances."""
+"""Training losses for the students: multi-resolution STFT, log-mel, complex-spectrum and phase-derivative distances."""
 
 from __future__ import annotations
 
@@ -24,13 +24,42 @@ def mel_filterbank(n_fft: int = 1024, n_mels: int = 80, sr: int = SAMPLE_RATE, f
     return torch.clamp(torch.minimum(up, down), min=0.0).float()
 
 
+def phase_derivative_distance(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """How far the phase's derivatives of ``pred`` are from ``target``'s (complex STFTs [B, F, T]).
+
+    The instantaneous frequency (phase step from frame to frame) and the group delay (phase step from bin to bin),
+    compared as ``1 - cos`` of their difference, so wrapping does not matter (APNet's anti-wrapping losses in a
+    smooth form), each weighted by the target's magnitude (so that silent bins, whose phase is noise, do not count).
+    Unlike a complex or waveform distance it does not ask for the target's absolute phase. 0 when equal, at most 2.
+    """
+    def unit(z: torch.Tensor) -> torch.Tensor:
+        return z / z.abs().clamp_min(1e-4)
+
+    up, ut = unit(pred), unit(target)
+    weight = target.abs()
+    weight = weight / weight.mean(dim=(1, 2), keepdim=True).clamp_min(1e-5)
+    total = weight.new_zeros(())
+    for dim in (2, 1):  # along time: instantaneous frequency; along frequency: group delay
+        n = up.shape[dim]
+        a0, a1 = up.narrow(dim, 0, n - 1), up.narrow(dim, 1, n - 1)
+        b0, b1 = ut.narrow(dim, 0, n - 1), ut.narrow(dim, 1, n - 1)
+        # the step's difference as a phasor: (a1 conj a0) conj (b1 conj b0); its real part is cos of the difference
+        cos = (a1 * a0.conj() * (b1 * b0.conj()).conj()).real
+        w = torch.minimum(weight.narrow(dim, 0, n - 1), weight.narrow(dim, 1, n - 1))
+        total = total + (w * (1.0 - cos)).mean()
+    return total
+
+
 class VocoderLoss(torch.nn.Module):
     """Sum of weighted distances between a predicted and a target waveform, returned with its parts."""
 
-    def __init__(self, mel_w: float = 1.0, mrstft_w: float = 1.0, complex_w: float = 1.0, wav_w: float = 0.5) -> None:
+    def __init__(self, mel_w: float = 1.0, mrstft_w: float = 1.0, complex_w: float = 1.0, wav_w: float = 0.5,
+                 phase_w: float = 0.0) -> None:
         super().__init__()
         self.mel_fb: torch.Tensor
         self.w = {"mel": mel_w, "mrstft": mrstft_w, "complex": complex_w, "wav": wav_w}
+        if phase_w:  # only then computed (and logged)
+            self.w["phase"] = phase_w
         self.register_buffer("mel_fb", mel_filterbank(), persistent=False)
         for n_fft, _ in RESOLUTIONS:
             self.register_buffer(f"win{n_fft}", torch.hann_window(n_fft), persistent=False)
@@ -55,6 +84,8 @@ class VocoderLoss(torch.nn.Module):
                 pc = torch.view_as_real(p * pm.pow(-0.7))
                 tc = torch.view_as_real(t * tm.pow(-0.7))
                 parts["complex"] = F.mse_loss(pc, tc) * 10.0
+                if "phase" in self.w:
+                    parts["phase"] = phase_derivative_distance(p, t)
         parts["mrstft"] = mr / len(RESOLUTIONS)
         parts["wav"] = F.l1_loss(pred, target) * 10.0
         total = torch.stack([self.w[k] * v for k, v in parts.items()]).sum()
