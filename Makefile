@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 JETVOX := $(VENV)/bin/jetvox
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast provision bench bench-mqtt wyoming-bench soak typecheck verify-device fp16-evidence install teacher teacher-data distill distill-gan distill-wide distill-joint clean help
+.PHONY: setup demo test test-fast provision bench bench-mqtt wyoming-bench soak typecheck verify-device fp16-evidence install teacher teacher-data distill distill-gan distill-hifi distill-wide distill-joint clean help
 
 help:
 	@echo "make demo   - set up, provision the default voice, speak a sample (demo.wav)"
@@ -118,6 +118,23 @@ distill-gan: teacher-data
 	  --resume --adversarial --max-minutes 120 --from-step $(GAN_3C_STEPS) --stop-at $(GAN_3D_STEPS) $(GAN_3D)
 	$(PY) -m jetvox.provisioning.distill.train --what vocoder --out $(GAN_RUN) --steps $(GAN_3E_STEPS) --threads $(GAN_THREADS) \
 	  --resume --adversarial --max-minutes 120 --from-step $(GAN_3D_STEPS) $(GAN_3E)
+
+# Stage 3h (issue 10), the time-domain student (provisioning/distill/hifigan.py): the teacher's own HiFi-GAN
+# decoder cut to HIFI_CHANNELS per stage, keeping the channels that carry the most energy, and started from the
+# teacher's weights on them (0.36 GMAC per audio second, budget 0.49; channel counts in multiples of 8 run fastest
+# in ONNX Runtime's CPU kernels, so the last stage keeps 8 of 32). To HIFI_SWITCH: the reconstruction losses plus
+# the distance of each stage's output to the teacher's on the kept channels; from there also against the
+# discriminators. Runs of at most two hours (checkpointed), resumed like distill-gan.
+HIFI_RUN ?= provisioning/distill/results/vocoder-hifi
+HIFI_CHANNELS ?= 128,64,32,8
+HIFI_SWITCH ?= 2500
+HIFI_STEPS ?= 20000
+distill-hifi: teacher-data
+	$(PY) -m jetvox.provisioning.distill.train --what vocoder --out $(HIFI_RUN) --steps $(HIFI_STEPS) --batch 8 --lr 3e-4 \
+	  --threads $(GAN_THREADS) --ckpt-every 250 --resume --prune-teacher $(HIFI_CHANNELS) --stage-weight 1.0 \
+	  --max-minutes 120 --stop-at $(HIFI_SWITCH)
+	$(PY) -m jetvox.provisioning.distill.train --what vocoder --out $(HIFI_RUN) --steps $(HIFI_STEPS) --threads $(GAN_THREADS) \
+	  --ckpt-every 250 --resume --adversarial --max-minutes 120 --from-step $(HIFI_SWITCH)
 
 # Stage 4 (issue 10): the acoustic student on wide-vocabulary sentences beside the corpus (wide_corpus.py). The
 # corpus speaks about 730 distinct words; on the 26 benchmark sentences the student's teacher-forced latents are

@@ -18,7 +18,7 @@ import torch
 
 from jetvox.device.config import default_state_dir
 from jetvox.provisioning.distill import aligned as aligned_mod
-from jetvox.provisioning.distill import teacher_data
+from jetvox.provisioning.distill import hifigan, teacher_data
 from jetvox.provisioning.distill.adversarial import AdversarialStep, GanConfig, gan_config
 from jetvox.provisioning.distill.losses import VocoderLoss, masked_l1, masked_mse
 from jetvox.provisioning.distill.models import (
@@ -92,6 +92,9 @@ class TrainConfig:
     """Decay of an exponential moving average of the weights kept beside them (0: none). When kept, it is what
     is exported and evaluated (``export.load_student``): averaged weights of a GAN generator sound steadier than
     the last step's."""
+    stage_weight: float = 0.0
+    """Time-domain (``hifigan``) vocoder started from the pruned teacher: weight of the distance of its stages'
+    outputs to the teacher decoder's, on the channels it kept (``hifigan.stage_distance``); 0 for none."""
 
 
 def runs_dir(state_dir: Path) -> Path:
@@ -216,6 +219,8 @@ def padded(picks: list[teacher_data.Item]) -> tuple[torch.Tensor, torch.Tensor, 
 
 
 def build_model(cfg: TrainConfig) -> torch.nn.Module:
+    if cfg.what == "vocoder" and cfg.model.get("kind") == hifigan.KIND:
+        return hifigan.HifiVocoder(hifigan.hifi_config(cfg.model))
     if cfg.what == "vocoder":
         return StudentVocoder(VocoderConfig(**cfg.model))
     if cfg.what == "acoustic":
@@ -407,14 +412,34 @@ def _dataset(cfg: TrainConfig, paths: list[Path], rng: np.random.Generator,
 LossFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict[str, float]]]
 
 
+class StageTeacher:
+    """The teacher's decoder, whose stages a pruned time-domain student is held to (``TrainConfig.stage_weight``)."""
+
+    def __init__(self, teacher: hifigan.HifiVocoder, keep: list[torch.Tensor], weight: float) -> None:
+        self.teacher, self.keep, self.weight = teacher, keep, weight
+
+    def __call__(self, model: torch.nn.Module, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The student's audio of ``z`` and its stages' distance to the teacher's."""
+        if not isinstance(model, hifigan.HifiVocoder):
+            raise ValueError(f"stage_weight needs a {hifigan.KIND} vocoder; this run's is {type(model).__name__}")
+        audio, mine = model.stages(z)
+        with torch.no_grad():
+            _, theirs = self.teacher.stages(z)
+        return audio, hifigan.stage_distance(mine, theirs, self.keep)
+
+
 def _student_loss(
-    model: torch.nn.Module, data: VocoderData | AcousticData, cfg: TrainConfig, loss_fn: LossFn
+    model: torch.nn.Module, data: VocoderData | AcousticData, cfg: TrainConfig, loss_fn: LossFn,
+    stages: StageTeacher | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """One batch's loss and its named parts."""
     if isinstance(data, VocoderData):
         z, wav = data.batch()
-        pred = model(z)[:, cfg.context * HOP : (cfg.context + cfg.segment) * HOP]
-        return loss_fn(pred, wav)
+        audio, distance = stages(model, z) if stages is not None else (model(z), None)
+        loss, parts = loss_fn(audio[:, cfg.context * HOP : (cfg.context + cfg.segment) * HOP], wav)
+        if stages is not None and distance is not None:
+            loss, parts = loss + stages.weight * distance, {**parts, "stages": distance.item()}
+        return loss, parts
     assert isinstance(model, StudentAcoustic)
     _, zl, dl = acoustic_losses(model, *data.batch())
     return zl + dl, {"z_l1": zl.item(), "logdur_mse": dl.item()}
@@ -462,12 +487,13 @@ class WeightAverage:
 
 
 def _optimise(model: torch.nn.Module, opt: torch.optim.Optimizer, data: VocoderData | AcousticData,
-              cfg: TrainConfig, loss_fn: LossFn, step: int, average: WeightAverage | None = None) -> dict[str, float]:
+              cfg: TrainConfig, loss_fn: LossFn, step: int, average: WeightAverage | None = None,
+              stages: StageTeacher | None = None) -> dict[str, float]:
     """One optimiser step at ``step``'s learning rate (and the weights' average moved); the loss and its parts.
     While new discriminators warm up (``GanConfig.warmup_until``) the loss updates them only."""
     for g in opt.param_groups:
         g["lr"] = _lr(cfg, step)
-    loss, parts = _student_loss(model, data, cfg, loss_fn)
+    loss, parts = _student_loss(model, data, cfg, loss_fn, stages)
     if step < cfg.gan.get("warmup_until", 0):
         return {"loss": loss.item(), **parts}
     opt.zero_grad(set_to_none=True)
@@ -514,12 +540,61 @@ def _cached_paths(cache: Path | Sequence[Path]) -> list[Path]:
     return [p for c in ([cache] if isinstance(cache, Path) else cache) for p in teacher_data.cached_paths(c)]
 
 
+PRUNE_SAMPLES = 32
+"""Cached utterances whose latents measure the teacher's channels' energy for ``--prune-teacher``."""
+
+
+@dataclass(frozen=True)
+class TeacherDecoder:
+    """The teacher's decoder that a time-domain student (``hifigan.py``) is cut from and held to."""
+
+    path: Path
+    """The teacher's split ``vocoder.onnx``."""
+    prune: tuple[int, ...] | None = None
+    """A fresh run: start from the teacher's decoder cut to these channels per stage (``pruned_start``); ignored
+    when resuming."""
+    stage_weight: float = 0.0
+    """A fresh pruned run: ``TrainConfig.stage_weight`` (a resumed run keeps its own)."""
+
+
+def _teacher_parts(cfg: TrainConfig, state: dict[str, Any] | None, paths: list[Path], teacher: TeacherDecoder | None
+                   ) -> tuple[TrainConfig, dict[str, Any] | None, StageTeacher | None, dict[str, Any]]:
+    """The run's config and checkpoint (the pruned teacher's first one where a fresh run asks for it), the teacher
+    whose stages the student is held to (None when ``stage_weight`` is 0) and what every checkpoint keeps of it."""
+    if teacher is not None and teacher.prune is not None and state is None:
+        cfg, state = pruned_start(cfg, teacher.prune, teacher.path, paths, teacher.stage_weight)
+    keep = (state or {}).get("teacher_channels")
+    kept = {"teacher_channels": keep} if keep is not None else {}
+    if not cfg.stage_weight:
+        return cfg, state, None, kept
+    if teacher is None or keep is None:
+        raise ValueError("stage_weight needs the teacher's vocoder.onnx and a run started with --prune-teacher")
+    return cfg, state, StageTeacher(hifigan.load_teacher(teacher.path), keep, cfg.stage_weight), kept
+
+
+def pruned_start(cfg: TrainConfig, channels: tuple[int, ...], teacher: Path, paths: list[Path],
+                 stage_weight: float) -> tuple[TrainConfig, dict[str, Any]]:
+    """A fresh time-domain vocoder run's config and first checkpoint: the teacher's decoder (``teacher``, a split
+    Piper ``vocoder.onnx``) cut to ``channels`` per stage, keeping the channels with the most energy on the first
+    cached utterances (``hifigan.pruned_teacher``)."""
+    if cfg.what != "vocoder":
+        raise ValueError(f"--prune-teacher starts a vocoder; got --what {cfg.what}")
+    if not paths:
+        raise ValueError("--prune-teacher measures the teacher's channels on cached utterances; the cache is empty")
+    latents = [torch.from_numpy(teacher_data.load_item(p).z0[None].astype(np.float32)) for p in paths[:PRUNE_SAMPLES]]
+    model, keep = hifigan.pruned_teacher(teacher, channels, latents)
+    log.info("vocoder: the teacher's decoder cut to %s channels per stage (%.2fM parameters)", channels,
+             _megaparams(model))
+    cfg = TrainConfig(**{**asdict(cfg), "model": asdict(model.cfg), "stage_weight": stage_weight})
+    return cfg, {"model": model.state_dict(), "step": 0, "seconds": 0.0, "teacher_channels": keep}
+
+
 def train(cfg: TrainConfig, cache: Path | Sequence[Path], out: Path, resume: bool = False, max_minutes: float | None = None,
           limit_items: int | None = None, extend_lr: float | None = None,
           gan_set: dict[str, float] | None = None, widen_mult: int | None = None,
           stop_at: int | None = None, aligned: tuple[float, Path] | None = None,
           phase_lr: float | None = None, tail_blocks: int | None = None, ema: float | None = None,
-          disc: tuple[int, int] | None = None) -> dict[str, Any]:
+          disc: tuple[int, int] | None = None, teacher: TeacherDecoder | None = None) -> dict[str, Any]:
     """Train (or continue training) one student; returns a summary (steps, seconds, last losses).
 
     Args:
@@ -539,25 +614,25 @@ def train(cfg: TrainConfig, cache: Path | Sequence[Path], out: Path, resume: boo
         phase_lr: on resume, the peak of a new learning-rate phase from here to ``cfg.steps`` (``new_phase``).
         ema: keep an average of the weights with this decay from here on (``TrainConfig.ema``).
         disc: adversarial vocoder: (width, warmup steps) of fresh, wider discriminators (``GanConfig.width``).
+        teacher: time-domain vocoder: the teacher's decoder it is cut from and held to (``TeacherDecoder``).
     """
     acoustic, digest = aligned_mod.load_acoustic(aligned[1]) if aligned else (None, "")
     cfg, state = _restore(cfg, ckpt_path := out / CKPT, resume, extend_lr, gan_set, widen_mult,
                           (aligned[0], digest) if aligned else None, phase_lr, tail_blocks, ema, disc)
+    cfg, state, stages, kept = _teacher_parts(cfg, state, paths := _cached_paths(cache)[:limit_items], teacher)
     model, opt, rng, step, seconds = _start(cfg, state)
-    from tqdm import tqdm
-
-    paths = _cached_paths(cache)[:limit_items]
     data = _dataset(cfg, paths, rng, acoustic)
     adversarial = AdversarialStep(gan_config(cfg.gan), state) if cfg.adversarial else None
     loss_fn: LossFn = adversarial or VocoderLoss()
     average = WeightAverage(cfg.ema, model, (state or {}).get("ema")) if cfg.ema else None
     log.info("%s: %.2fM parameters, %d utterances, steps %d..%d", cfg.what, _megaparams(model), len(paths), step, cfg.steps)
     t0 = started = time.monotonic()  # t0 restarts at each checkpoint (for the seconds trained); started does not
+    from tqdm import tqdm
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.what}", mininterval=10)
     losses = _LossLog(out / LOSS_LOG, cfg, step)
     end = min(cfg.steps, stop_at) if stop_at is not None else cfg.steps
     while step < end:
-        parts = _optimise(model, opt, data, cfg, loss_fn, step, average)
+        parts = _optimise(model, opt, data, cfg, loss_fn, step, average, stages)
         step += 1
         if losses.add(step, parts, seconds + time.monotonic() - t0):
             bar.set_postfix(loss=f"{losses.last['loss']:.3f}")
@@ -567,7 +642,7 @@ def train(cfg: TrainConfig, cache: Path | Sequence[Path], out: Path, resume: boo
             seconds += time.monotonic() - t0
             t0 = time.monotonic()
             _save(ckpt_path, {**_snapshot(cfg, model, opt, rng, average), "step": step, "seconds": seconds,
-                              "utterances": len(paths), **(adversarial.state() if adversarial else {})})
+                              "utterances": len(paths), **(adversarial.state() if adversarial else {}), **kept})
         if over:
             log.info("time budget of %.1f min reached at step %d; checkpoint saved", max_minutes, step)
             break
@@ -643,6 +718,11 @@ def _parser() -> argparse.ArgumentParser:
                          "on, started afresh")
     ap.add_argument("--disc-warmup", type=int, default=200, metavar="STEPS",
                     help="with --disc-width: steps in which only the new discriminators train (default 200)")
+    ap.add_argument("--prune-teacher", default=None, metavar="C0,C1,...",
+                    help="a fresh vocoder run: start from the teacher's HiFi-GAN decoder cut to these channels per "
+                         "stage (the time-domain student, hifigan.py)")
+    ap.add_argument("--stage-weight", type=float, default=0.0, metavar="W",
+                    help="with --prune-teacher: hold the student's stages to the teacher decoder's kept channels")
     ap.add_argument("--from-step", type=int, default=None, metavar="STEP",
                     help="do nothing unless the run's checkpoint has reached STEP (a later stage of a recipe)")
     return ap
@@ -670,6 +750,15 @@ def _check(ap: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, f
                                         or args.disc_warmup < 0):
         ap.error(f"--disc-width widens a resumed adversarial run's discriminators: it needs --adversarial, --resume, "
                  f"N >= 1 and --disc-warmup >= 0; got N={args.disc_width}, warmup {args.disc_warmup}")
+    if args.prune_teacher is not None:
+        try:
+            args.prune_teacher = tuple(int(c) for c in args.prune_teacher.split(","))
+        except ValueError:
+            ap.error(f"--prune-teacher expects channels per stage like 112,56,28,12; got {args.prune_teacher!r}")
+        if args.what != "vocoder" or min(args.prune_teacher) < 1:
+            ap.error(f"--prune-teacher starts a vocoder with positive channels; got {args.prune_teacher} for {args.what}")
+    if args.stage_weight < 0 or (args.stage_weight and args.prune_teacher is None):
+        ap.error(f"--stage-weight is a non-negative weight given with --prune-teacher; got {args.stage_weight}")
     try:
         return gan_changes(args.gan_set)
     except ValueError as exc:
@@ -698,7 +787,9 @@ def main(argv: list[str] | None = None) -> None:
         summary = train(cfg, cache, out, args.resume, args.max_minutes, extend_lr=args.extend_lr, gan_set=gan_set,
                         widen_mult=args.widen_mult, stop_at=args.stop_at, aligned=aligned, phase_lr=args.phase_lr,
                         tail_blocks=args.deepen, ema=args.ema,
-                        disc=(args.disc_width, args.disc_warmup) if args.disc_width is not None else None)
+                        disc=(args.disc_width, args.disc_warmup) if args.disc_width is not None else None,
+                        teacher=TeacherDecoder(teacher_data.teacher_dir(default_state_dir()) / "vocoder.onnx",
+                                               args.prune_teacher, args.stage_weight))
     except (FileNotFoundError, ValueError) as exc:
         raise SystemExit(f"train: {exc}") from None
     (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
