@@ -14,8 +14,8 @@ from jetvox.provisioning.distill import hifigan  # noqa: E402
 from jetvox.provisioning.distill.export import export  # noqa: E402
 from jetvox.provisioning.distill.models import HOP  # noqa: E402
 from jetvox.provisioning.distill.train import TeacherDecoder, TrainConfig, train  # noqa: E402
+from tests.test_distill import OVERLAP, _chunked, _fake_cache  # noqa: E402
 
-OVERLAP = 16  # frames either side, as device.synthesis vocodes
 SMALL = hifigan.HifiConfig(channels=(24, 16, 12, 8))
 
 
@@ -102,14 +102,7 @@ def test_the_default_size_streams_in_chunks_exactly_as_whole(tmp_path: Path) -> 
     full = sess.run(["audio"], {"z": z})[0][0]
     assert full.shape == (120 * HOP,)
     for first, size in ((8, 32), (20, 25)):
-        total, start, out = z.shape[2], 0, []
-        while start < total:
-            end = min(total, start + (first if start == 0 else size))
-            a, b = max(0, start - OVERLAP), min(total, end + OVERLAP)
-            audio = sess.run(["audio"], {"z": np.ascontiguousarray(z[:, :, a:b])})[0][0]
-            out.append(audio[(start - a) * HOP : (start - a + end - start) * HOP])
-            start = end
-        np.testing.assert_allclose(np.concatenate(out), full, atol=1e-4)
+        np.testing.assert_allclose(_chunked(sess, z, first, size), full, atol=1e-4)
 
 
 def test_receptive_field_is_what_its_config_says() -> None:
@@ -130,8 +123,6 @@ def test_receptive_field_is_what_its_config_says() -> None:
 def test_a_pruned_run_starts_as_the_teacher_cut_down_trains_on_its_stages_and_resumes(tmp_path: Path) -> None:
     """``train --prune-teacher``: the first checkpoint is the pruned teacher; the stages' distance is logged and
     the kept channels travel with every checkpoint, so a resumed run holds the same channels to the teacher."""
-    from tests.test_distill import _fake_cache
-
     _piper_decoder_onnx(tmp_path / "vocoder.onnx")
     cache = _fake_cache(tmp_path / "cache")
     run = tmp_path / "run"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -213,12 +213,10 @@ def pruned_teacher(path: Path, channels: tuple[int, ...], latents: list[torch.Te
         channels: the student's channels per stage (at most the teacher's).
         latents: batches of latent frames [B, 192, T] to measure the channels' energy on.
     """
-    cfg, state = teacher_decoder(path)
-    teacher = HifiVocoder(cfg)
-    teacher.load_state_dict(state)
-    keep = kept_channels(stage_energy(teacher.eval(), latents), channels)
-    student = HifiVocoder(HifiConfig(**{**asdict(cfg), "channels": tuple(channels)}))
-    student.load_state_dict(pruned_state(state, keep))
+    teacher = load_teacher(path)
+    keep = kept_channels(stage_energy(teacher, latents), channels)
+    student = HifiVocoder(replace(teacher.cfg, channels=tuple(channels)))
+    student.load_state_dict(pruned_state(teacher.state_dict(), keep))
     return student, keep
 
 
