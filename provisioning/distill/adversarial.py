@@ -148,15 +148,18 @@ def generator_losses(real: list[tuple[torch.Tensor, list[torch.Tensor]]],
 class AdversarialStep:
     """One training step of generator and discriminators (the discriminators first, on detached audio)."""
 
-    def __init__(self, cfg: GanConfig, state: dict[str, Any] | None = None) -> None:
+    def __init__(self, cfg: GanConfig, state: dict[str, Any] | None = None,
+                 device: torch.device = torch.device("cpu")) -> None:
         self.cfg = cfg
         self.disc = Discriminators(cfg)
-        self.opt = torch.optim.AdamW(self.disc.parameters(), lr=cfg.disc_lr, betas=(0.8, 0.99), weight_decay=0.01)
-        self.recon = VocoderLoss(cfg.mel_weight, cfg.mrstft_weight, cfg.complex_weight, cfg.wav_weight,
-                                 cfg.phase_weight)
         if state is not None and "disc" in state:  # resuming an adversarial run (else it starts now)
             self.disc.load_state_dict(state["disc"])
+        self.disc.to(device)
+        self.opt = torch.optim.AdamW(self.disc.parameters(), lr=cfg.disc_lr, betas=(0.8, 0.99), weight_decay=0.01)
+        if state is not None and "opt_d" in state:  # a slim checkpoint keeps the discriminators but not their moments
             self.opt.load_state_dict(state["opt_d"])
+        self.recon = VocoderLoss(cfg.mel_weight, cfg.mrstft_weight, cfg.complex_weight, cfg.wav_weight,
+                                 cfg.phase_weight).to(device)
 
     def __call__(self, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """The generator's loss (to backpropagate) and named parts; updates the discriminators itself."""

@@ -85,14 +85,14 @@ class InverseSTFT(nn.Module):
         """Keep the basis as constants (for export)."""
         self.frozen = self.basis(self.n_fft // 2 + 1)
 
-    def basis(self, bins: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """([2 * bins, 1, n_fft] inverse-DFT basis times the window, [1, 1, n_fft] squared window).
+    def basis(self, bins: int, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """([2 * bins, 1, n_fft] inverse-DFT basis times the window, [1, 1, n_fft] squared window), on ``device``.
 
         ``bins`` comes from the input's shape (a constant for the exporter to fold).
         """
         n_fft = self.n_fft
-        n = torch.arange(2 * (bins - 1), dtype=torch.int64)
-        k = torch.arange(bins, dtype=torch.int64)[:, None]
+        n = torch.arange(2 * (bins - 1), dtype=torch.int64, device=device)
+        k = torch.arange(bins, dtype=torch.int64, device=device)[:, None]
         ang = torch.remainder(k * n[None, :], n_fft).to(torch.float32) * (2 * math.pi / n_fft)  # exact phase
         window = 0.5 - 0.5 * torch.cos(n.to(torch.float32) * (2 * math.pi / n_fft))
         edge = ((k == 0) | (k == bins - 1)).to(torch.float32)
@@ -111,7 +111,7 @@ class InverseSTFT(nn.Module):
         return total.transpose(1, 2).reshape(frames.shape[0], (t + r - 1) * self.hop)
 
     def forward(self, real: torch.Tensor, imag: torch.Tensor) -> torch.Tensor:  # [B, bins, T] -> [B, T*hop]
-        basis, win_sq = self.frozen if self.frozen is not None else self.basis(real.shape[1])
+        basis, win_sq = self.frozen if self.frozen is not None else self.basis(real.shape[1], real.device)
         spec = torch.cat([real, imag], 1)  # [B, 2*bins, T]
         frames = torch.matmul(basis[:, 0, :].transpose(0, 1), spec)  # [B, n_fft, T]
         wav = self._overlap_add(frames)
@@ -227,7 +227,7 @@ class StudentAcoustic(nn.Module):
         """Teacher-forced: z [B, 192, frames] from the teacher's durations, and the predicted log(1 + durations)."""
         h, logd = self.encode(ids, id_mask)
         reg, pos = regulate_batch(h, durations, frames)
-        frame_mask = (torch.arange(frames)[None, :] < durations.sum(1, keepdim=True)).to(h.dtype)[:, None, :]
+        frame_mask = (torch.arange(frames, device=h.device)[None, :] < durations.sum(1, keepdim=True)).to(h.dtype)[:, None, :]
         logdur_f, _ = regulate_batch(torch.log1p(durations)[:, None, :], durations, frames)
         return self.decode(reg, pos, logdur_f, frame_mask), logd
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import math
@@ -18,7 +19,7 @@ import torch
 
 from jetvox.device.config import default_state_dir
 from jetvox.provisioning.distill import aligned as aligned_mod
-from jetvox.provisioning.distill import hifigan, teacher_data
+from jetvox.provisioning.distill import hifigan, teacher_data, teacher_pairs
 from jetvox.provisioning.distill.adversarial import AdversarialStep, GanConfig, gan_config
 from jetvox.provisioning.distill.losses import VocoderLoss, masked_l1, masked_mse
 from jetvox.provisioning.distill.models import (
@@ -79,7 +80,8 @@ class TrainConfig:
     """Settings changed on a resume, oldest first: ``{"step": step, "gan": {key: new value}}`` (``--gan-set``),
     ``{"step": step, "model": {"mult": new}}`` (``--widen-mult``), ``{"step": step, "model": {"tail_blocks": new}}``
     (``--deepen``), ``{"step": step, "aligned": {...}}`` (``--aligned-fraction``), ``{"step": step, "ema": decay}``
-    (``--ema``) or ``{"step": step, "gan": {"width": n, "warmup_until": step}}`` (``--disc-width``)."""
+    (``--ema``), ``{"step": step, "gan": {"width": n, "warmup_until": step}}`` (``--disc-width``),
+    ``{"step": step, "pairs": {...}}`` (``--pairs``) or ``{"step": step, "batch": n}`` (``--batch`` on a resume)."""
     aligned_fraction: float = 0.0
     """Vocoder: share of segments whose input is the acoustic student's teacher-forced latent instead of the
     teacher's (``aligned.py``); their target is still the teacher's audio."""
@@ -95,6 +97,10 @@ class TrainConfig:
     stage_weight: float = 0.0
     """Time-domain (``hifigan``) vocoder started from the pruned teacher: weight of the distance of its stages'
     outputs to the teacher decoder's, on the channels it kept (``hifigan.stage_distance``); 0 for none."""
+    pairs: dict[str, str] = field(default_factory=dict)
+    """Vocoder: when set, its pairs are the acoustic student's teacher-forced latents and the teacher decoder's audio
+    of exactly those latents, made at the start of each run on the training device (``teacher_pairs.py``), not the
+    cache's: the digests ``{"utterances", "acoustic", "teacher"}`` of what made them. Empty: the cache's pairs."""
 
 
 def runs_dir(state_dir: Path) -> Path:
@@ -235,9 +241,21 @@ def _truncate_log(path: Path, step: int) -> None:
         path.write_text("".join(f"{x}\n" for x in lines), encoding="utf-8")
 
 
+def _on_cpu(obj: Any) -> Any:
+    """``obj`` with every tensor in it (through dicts, lists and tuples) copied to the CPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _on_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_on_cpu(v) for v in obj)
+    return obj
+
+
 def _save(path: Path, state: dict[str, Any]) -> None:
+    """Write a checkpoint atomically, its tensors on the CPU (so that it loads on a machine without the GPU)."""
     tmp = path.with_name(f".tmp-{path.name}")
-    torch.save(state, tmp)
+    torch.save(_on_cpu(state), tmp)
     os.replace(tmp, path)
 
 
@@ -313,12 +331,14 @@ def _restore(cfg: TrainConfig, ckpt_path: Path, resume: bool, extend_lr: float |
              gan_set: dict[str, float] | None = None, widen_mult: int | None = None,
              aligned: tuple[float, str] | None = None, phase_lr: float | None = None,
              tail_blocks: int | None = None, ema: float | None = None,
-             disc: tuple[int, int] | None = None) -> tuple[TrainConfig, dict[str, Any] | None]:
+             disc: tuple[int, int] | None = None, pairs: dict[str, str] | None = None,
+             batch: int | None = None) -> tuple[TrainConfig, dict[str, Any] | None]:
     """The run's config and the checkpoint to continue from (None to start afresh); makes the run's directory."""
     ckpt_path.parent.mkdir(parents=True, exist_ok=True)
     if not (resume and ckpt_path.exists()):
         if aligned:
             cfg = TrainConfig(**{**asdict(cfg), "aligned_fraction": aligned[0], "aligned_acoustic": aligned[1]})
+        cfg = TrainConfig(**{**asdict(cfg), "pairs": pairs or {}, "batch": batch or cfg.batch})
         return replace_gan(TrainConfig(**{**asdict(cfg), "ema": ema or cfg.ema}), gan_set), None
     state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     state = _reshape(state, widen_mult, tail_blocks, cfg.seed)
@@ -333,7 +353,7 @@ def _restore(cfg: TrainConfig, ckpt_path: Path, resume: bool, extend_lr: float |
             resumed.update(aligned_fraction=aligned[0], aligned_acoustic=aligned[1])
             change = {"fraction": aligned[0], "acoustic": aligned[1]}
             resumed["changes"] = [*resumed.get("changes", []), {"step": step, "aligned": change}]
-    elif resumed.get("aligned_fraction", 0.0) > 0:
+    elif resumed.get("aligned_fraction", 0.0) > 0 and not (pairs or resumed.get("pairs")):
         raise ValueError(f"{ckpt_path} trains on aligned latents (acoustic weights {resumed['aligned_acoustic']}): "
                          "give --aligned-fraction and --aligned-acoustic to resume it")
     if cfg.adversarial and not resumed.get("adversarial"):  # turning a spectral-loss run adversarial from here
@@ -348,6 +368,15 @@ def _restore(cfg: TrainConfig, ckpt_path: Path, resume: bool, extend_lr: float |
         resumed["changes"] = [*resumed.get("changes", []), {"step": step, "ema": ema}]
     if disc is not None:
         resumed, state = _widen_discriminators(resumed, state, *disc)
+    if pairs is not None and resumed.get("pairs", {}) != pairs:
+        resumed["pairs"] = pairs
+        resumed["changes"] = [*resumed.get("changes", []), {"step": step, "pairs": pairs}]
+    elif pairs is None and resumed.get("pairs"):
+        raise ValueError(f"{ckpt_path} trains on pairs made by the teacher's decoder ({resumed['pairs']}): give "
+                         "--pairs to resume it")
+    if batch is not None and resumed["batch"] != batch:
+        resumed["batch"] = batch
+        resumed["changes"] = [*resumed.get("changes", []), {"step": step, "batch": batch}]
     cfg = TrainConfig(**resumed)
     log.info("resuming %s from step %d", cfg.what, state["step"])
     return cfg, state
@@ -376,19 +405,22 @@ def replace_gan(cfg: TrainConfig, gan_set: dict[str, float] | None) -> TrainConf
 
 
 def _start(
-    cfg: TrainConfig, state: dict[str, Any] | None
+    cfg: TrainConfig, state: dict[str, Any] | None, device: torch.device = torch.device("cpu")
 ) -> tuple[torch.nn.Module, torch.optim.Optimizer, np.random.Generator, int, float]:
-    """Seeded model, optimiser and data RNG, restored from ``state`` when resuming; with its step and seconds."""
+    """Seeded model (on ``device``), optimiser and data RNG, restored from ``state`` when resuming; with its step
+    and seconds."""
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     model = build_model(cfg)
     if not cfg.model:
         cfg.model = asdict(model.cfg)  # type: ignore[call-overload]
+    if state is not None:
+        model.load_state_dict(state["model"])
+    model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.8, 0.99), weight_decay=0.01)
     if state is None:
         return model, opt, rng, 0, 0.0
-    model.load_state_dict(state["model"])
     if "opt" in state:  # a slim checkpoint (weights only, as kept in results/) restarts the optimiser
         opt.load_state_dict(state["opt"])
         rng.bit_generator.state = state["numpy_rng"]
@@ -410,6 +442,8 @@ def _dataset(cfg: TrainConfig, paths: list[Path], rng: np.random.Generator,
 
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict[str, float]]]
+Batches = VocoderData | AcousticData | teacher_pairs.PairData
+"""Where a run's batches come from: the cache's pairs or sentences, or pairs made on the training device."""
 
 
 class StageTeacher:
@@ -417,6 +451,10 @@ class StageTeacher:
 
     def __init__(self, teacher: hifigan.HifiVocoder, keep: list[torch.Tensor], weight: float) -> None:
         self.teacher, self.keep, self.weight = teacher, keep, weight
+
+    def to(self, device: torch.device) -> StageTeacher:
+        """The teacher and the kept channels' indices moved to ``device``."""
+        return StageTeacher(self.teacher.to(device), [k.to(device) for k in self.keep], self.weight)
 
     def __call__(self, model: torch.nn.Module, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The student's audio of ``z`` and its stages' distance to the teacher's."""
@@ -429,19 +467,20 @@ class StageTeacher:
 
 
 def _student_loss(
-    model: torch.nn.Module, data: VocoderData | AcousticData, cfg: TrainConfig, loss_fn: LossFn,
+    model: torch.nn.Module, data: Batches, cfg: TrainConfig, loss_fn: LossFn,
     stages: StageTeacher | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """One batch's loss and its named parts."""
-    if isinstance(data, VocoderData):
-        z, wav = data.batch()
+    """One batch's loss and its named parts (the batch moved to the model's device)."""
+    device = next(model.parameters()).device
+    if isinstance(data, (VocoderData, teacher_pairs.PairData)):
+        z, wav = (t.to(device) for t in data.batch())
         audio, distance = stages(model, z) if stages is not None else (model(z), None)
         loss, parts = loss_fn(audio[:, cfg.context * HOP : (cfg.context + cfg.segment) * HOP], wav)
         if stages is not None and distance is not None:
             loss, parts = loss + stages.weight * distance, {**parts, "stages": distance.item()}
         return loss, parts
     assert isinstance(model, StudentAcoustic)
-    _, zl, dl = acoustic_losses(model, *data.batch())
+    _, zl, dl = acoustic_losses(model, *(t.to(device) for t in data.batch()))
     return zl + dl, {"z_l1": zl.item(), "logdur_mse": dl.item()}
 
 
@@ -450,14 +489,16 @@ def acoustic_losses(model: StudentAcoustic, ids: torch.Tensor, mask: torch.Tenso
     """The acoustic student's teacher-forced latents of a ``padded`` batch, their L1 to the teacher's and the
     MSE of its predicted log(1 + durations)."""
     zp, logd = model.forward_train(ids, mask, dur, z.shape[2])
-    fmask = (torch.arange(z.shape[2])[None, :] < dur.sum(1, keepdim=True)).float()[:, None, :]
+    fmask = (torch.arange(z.shape[2], device=z.device)[None, :] < dur.sum(1, keepdim=True)).float()[:, None, :]
     zl = masked_l1(zp, z, fmask)
     dl = masked_mse(logd[:, None, :], torch.log1p(dur)[:, None, :], mask)
     return zp, zl, dl
 
 
-def _hardware(cfg: TrainConfig) -> str:
+def _hardware(cfg: TrainConfig, device: torch.device = torch.device("cpu")) -> str:
     """What the run trains on (stored in each checkpoint)."""
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
     cpu = next((line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("model name")), "")
     return f"{cpu or platform.processor() or platform.machine()}, {cfg.threads} torch thread(s)"
 
@@ -474,7 +515,9 @@ class WeightAverage:
 
     def __init__(self, decay: float, model: torch.nn.Module, saved: dict[str, torch.Tensor] | None) -> None:
         self.decay = decay
-        self.weights = saved if saved is not None else {k: v.detach().clone() for k, v in model.state_dict().items()}
+        current = model.state_dict()
+        self.weights = ({k: v.to(current[k].device) for k, v in saved.items()} if saved is not None
+                        else {k: v.detach().clone() for k, v in current.items()})
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:
@@ -486,7 +529,7 @@ class WeightAverage:
                 self.weights[name].copy_(value)
 
 
-def _optimise(model: torch.nn.Module, opt: torch.optim.Optimizer, data: VocoderData | AcousticData,
+def _optimise(model: torch.nn.Module, opt: torch.optim.Optimizer, data: Batches,
               cfg: TrainConfig, loss_fn: LossFn, step: int, average: WeightAverage | None = None,
               stages: StageTeacher | None = None) -> dict[str, float]:
     """One optimiser step at ``step``'s learning rate (and the weights' average moved); the loss and its parts.
@@ -589,12 +632,57 @@ def pruned_start(cfg: TrainConfig, channels: tuple[int, ...], teacher: Path, pat
     return cfg, {"model": model.state_dict(), "step": 0, "seconds": 0.0, "teacher_channels": keep}
 
 
+@dataclass(frozen=True)
+class PairSource:
+    """What a vocoder run's pairs are made from on the training device (``teacher_pairs.py``), instead of the cache."""
+
+    utterances: Path
+    """An utterance pack (``python -m jetvox.provisioning.distill.teacher_pairs --out FILE``)."""
+    acoustic: Path
+    """The acoustic student's checkpoint whose teacher-forced latents are the vocoder's inputs."""
+    teacher: Path
+    """The teacher's split ``vocoder.onnx``, whose audio of those latents is the target."""
+
+
+def _tf32(allowed: bool) -> None:
+    """Let a CUDA device's matrix products and convolutions round their inputs to TensorFloat-32 (training) or not
+    (the teacher's targets); cuDNN then also times its algorithms once for the run's fixed shapes."""
+    torch.backends.cuda.matmul.allow_tf32 = allowed
+    torch.backends.cudnn.allow_tf32 = allowed
+    torch.backends.cudnn.benchmark = allowed
+
+
+def _file_digest(path: Path) -> str:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path} not found (expected the teacher's split vocoder.onnx)")
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def _pair_data(source: PairSource, limit_items: int | None, device: torch.device
+               ) -> tuple[dict[str, str], Callable[[TrainConfig, np.random.Generator], teacher_pairs.PairData]]:
+    """The digests of a pair source (for the run's config) and what makes its batches once the run's config and
+    data RNG are known (the pairs are made on ``device`` then)."""
+    utts = teacher_pairs.load(source.utterances)
+    utts = teacher_pairs.Utterances(utts.ids[:limit_items], utts.durations[:limit_items])
+    acoustic, acoustic_digest = aligned_mod.load_acoustic(source.acoustic)
+    digests = {"utterances": utts.digest(), "acoustic": acoustic_digest, "teacher": _file_digest(source.teacher)}
+
+    def make(cfg: TrainConfig, rng: np.random.Generator) -> teacher_pairs.PairData:
+        dtype = torch.float32 if device.type == "cuda" else torch.float16  # the CPU's memory holds half
+        _tf32(False)  # the targets in full float32, as the teacher's ONNX model computes them
+        latents, audio = teacher_pairs.make_pairs(utts, acoustic, hifigan.load_teacher(source.teacher), device, dtype)
+        return teacher_pairs.PairData(latents, audio, cfg.batch, cfg.segment, cfg.context, rng)
+
+    return digests, make
+
+
 def train(cfg: TrainConfig, cache: Path | Sequence[Path], out: Path, resume: bool = False, max_minutes: float | None = None,
           limit_items: int | None = None, extend_lr: float | None = None,
           gan_set: dict[str, float] | None = None, widen_mult: int | None = None,
           stop_at: int | None = None, aligned: tuple[float, Path] | None = None,
           phase_lr: float | None = None, tail_blocks: int | None = None, ema: float | None = None,
-          disc: tuple[int, int] | None = None, teacher: TeacherDecoder | None = None) -> dict[str, Any]:
+          disc: tuple[int, int] | None = None, teacher: TeacherDecoder | None = None,
+          pairs: PairSource | None = None, device: str = "cpu", batch: int | None = None) -> dict[str, Any]:
     """Train (or continue training) one student; returns a summary (steps, seconds, last losses).
 
     Args:
@@ -615,17 +703,33 @@ def train(cfg: TrainConfig, cache: Path | Sequence[Path], out: Path, resume: boo
         ema: keep an average of the weights with this decay from here on (``TrainConfig.ema``).
         disc: adversarial vocoder: (width, warmup steps) of fresh, wider discriminators (``GanConfig.width``).
         teacher: time-domain vocoder: the teacher's decoder it is cut from and held to (``TeacherDecoder``).
+        pairs: vocoder: make its pairs from these (``PairSource``) on ``device`` instead of reading the cache's.
+        device: where to train (``cpu``, ``cuda``); checkpoints are written with their tensors on the CPU.
+        batch: on resume, a new batch size from here on (recorded in ``changes``).
     """
+    if pairs is not None and cfg.what != "vocoder":
+        raise ValueError(f"pairs train a vocoder; got {cfg.what}")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but torch {torch.__version__} sees no CUDA device")
     acoustic, digest = aligned_mod.load_acoustic(aligned[1]) if aligned else (None, "")
+    pair_digests, make_pairs = _pair_data(pairs, limit_items, dev) if pairs else (None, None)
     cfg, state = _restore(cfg, ckpt_path := out / CKPT, resume, extend_lr, gan_set, widen_mult,
-                          (aligned[0], digest) if aligned else None, phase_lr, tail_blocks, ema, disc)
-    cfg, state, stages, kept = _teacher_parts(cfg, state, paths := _cached_paths(cache)[:limit_items], teacher)
-    model, opt, rng, step, seconds = _start(cfg, state)
-    data = _dataset(cfg, paths, rng, acoustic)
-    adversarial = AdversarialStep(gan_config(cfg.gan), state) if cfg.adversarial else None
-    loss_fn: LossFn = adversarial or VocoderLoss()
+                          (aligned[0], digest) if aligned else None, phase_lr, tail_blocks, ema, disc,
+                          pair_digests, batch)
+    paths = [] if pairs else _cached_paths(cache)[:limit_items]
+    cfg, state, stages, kept = _teacher_parts(cfg, state, paths, teacher)
+    stages = stages.to(dev) if stages is not None else None
+    model, opt, rng, step, seconds = _start(cfg, state, dev)
+    data = make_pairs(cfg, rng) if make_pairs else _dataset(cfg, paths, rng, acoustic)
+    if dev.type == "cuda":
+        _tf32(True)
+    adversarial = AdversarialStep(gan_config(cfg.gan), state, dev) if cfg.adversarial else None
+    loss_fn: LossFn = adversarial or VocoderLoss().to(dev)
     average = WeightAverage(cfg.ema, model, (state or {}).get("ema")) if cfg.ema else None
-    log.info("%s: %.2fM parameters, %d utterances, steps %d..%d", cfg.what, _megaparams(model), len(paths), step, cfg.steps)
+    utterances = len(data.lengths) if isinstance(data, teacher_pairs.PairData) else len(paths)
+    log.info("%s: %.2fM parameters, %d utterances, steps %d..%d on %s", cfg.what, _megaparams(model), utterances, step,
+             cfg.steps, _hardware(cfg, dev))
     t0 = started = time.monotonic()  # t0 restarts at each checkpoint (for the seconds trained); started does not
     from tqdm import tqdm
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.what}", mininterval=10)
@@ -642,13 +746,13 @@ def train(cfg: TrainConfig, cache: Path | Sequence[Path], out: Path, resume: boo
             seconds += time.monotonic() - t0
             t0 = time.monotonic()
             _save(ckpt_path, {**_snapshot(cfg, model, opt, rng, average), "step": step, "seconds": seconds,
-                              "utterances": len(paths), **(adversarial.state() if adversarial else {}), **kept})
+                              "utterances": utterances, **(adversarial.state() if adversarial else {}), **kept})
         if over:
             log.info("time budget of %.1f min reached at step %d; checkpoint saved", max_minutes, step)
             break
     losses.close()
     bar.close()
-    return _summary(cfg, step, seconds, losses.last, len(paths))
+    return _summary(cfg, step, seconds, losses.last, utterances)
 
 
 def _megaparams(model: torch.nn.Module) -> float:
@@ -659,8 +763,10 @@ def _snapshot(cfg: TrainConfig, model: torch.nn.Module, opt: torch.optim.Optimiz
               rng: np.random.Generator, average: WeightAverage | None = None) -> dict[str, Any]:
     """The parts of a checkpoint that resume a run exactly: config, weights (and their average), optimiser and
     both RNGs."""
+    device = next(model.parameters()).device
     return {"config": asdict(cfg), "model": model.state_dict(), "opt": opt.state_dict(),
-            "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "hardware": _hardware(cfg),
+            "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+            "hardware": _hardware(cfg, device),
             **({"ema": average.weights} if average else {})}
 
 
@@ -669,7 +775,8 @@ def _summary(cfg: TrainConfig, step: int, seconds: float, losses: dict[str, floa
     aligned = {"aligned_fraction": cfg.aligned_fraction, "aligned_acoustic": cfg.aligned_acoustic}
     return {"what": cfg.what, "steps": step, "target_steps": cfg.steps, "seconds": round(seconds, 1),
             "losses": losses, "utterances": utterances, "seed": cfg.seed, "threads": cfg.threads, "phases": cfg.phases,
-            "changes": cfg.changes, **(aligned if cfg.aligned_fraction else {})}
+            "changes": cfg.changes, **(aligned if cfg.aligned_fraction else {}),
+            **({"pairs": cfg.pairs} if cfg.pairs else {})}
 
 
 def checkpoint_step(out: Path) -> int:
@@ -686,7 +793,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--resume", action="store_true", help="continue from OUT/ckpt.pt if present")
     ap.add_argument("--cache", type=Path, action="append", default=None,
                     help="teacher-data cache; repeat to train on several (default: the main one under the state dir)")
-    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--batch", type=int, default=None,
+                    help="segments or sentences per step (default 16); on --resume, a new batch size from here on")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 1)))
@@ -723,6 +831,14 @@ def _parser() -> argparse.ArgumentParser:
                          "stage (the time-domain student, hifigan.py)")
     ap.add_argument("--stage-weight", type=float, default=0.0, metavar="W",
                     help="with --prune-teacher: hold the student's stages to the teacher decoder's kept channels")
+    ap.add_argument("--pairs", type=Path, default=None, metavar="PACK",
+                    help="vocoder: make the pairs on the training device from this utterance pack (teacher_pairs.py): "
+                         "the acoustic student's latents (--pairs-acoustic) and the teacher decoder's audio of them")
+    ap.add_argument("--pairs-acoustic", type=Path, default=None, metavar="CKPT",
+                    help="with --pairs: the acoustic student's checkpoint whose teacher-forced latents are the inputs")
+    ap.add_argument("--teacher-vocoder", type=Path, default=None, metavar="ONNX",
+                    help="the teacher's split vocoder.onnx (default: the provisioned teacher's under the state dir)")
+    ap.add_argument("--device", default="cpu", help="where to train: cpu (default) or cuda")
     ap.add_argument("--from-step", type=int, default=None, metavar="STEP",
                     help="do nothing unless the run's checkpoint has reached STEP (a later stage of a recipe)")
     return ap
@@ -757,6 +873,14 @@ def _check(ap: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, f
             ap.error(f"--prune-teacher expects channels per stage like 112,56,28,12; got {args.prune_teacher!r}")
         if args.what != "vocoder" or min(args.prune_teacher) < 1:
             ap.error(f"--prune-teacher starts a vocoder with positive channels; got {args.prune_teacher} for {args.what}")
+    if (args.pairs is None) != (args.pairs_acoustic is None):
+        ap.error("--pairs and --pairs-acoustic go together")
+    if args.pairs is not None and (args.what != "vocoder" or args.aligned_fraction is not None):
+        ap.error("--pairs makes a vocoder's pairs; it replaces --aligned-fraction and needs --what vocoder")
+    if args.batch is not None and args.batch < 1:
+        ap.error(f"--batch is a positive number of segments or sentences; got {args.batch}")
+    if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
+        ap.error(f"--device expects cpu, cuda or cuda:N; got {args.device!r}")
     if args.stage_weight < 0 or (args.stage_weight and args.prune_teacher is None):
         ap.error(f"--stage-weight is a non-negative weight given with --prune-teacher; got {args.stage_weight}")
     try:
@@ -772,7 +896,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     cache = args.cache or [teacher_data.cache_dir(default_state_dir())]
     out = args.out or runs_dir(default_state_dir()) / args.what
-    cfg = TrainConfig(what=args.what, steps=args.steps, seed=args.seed, batch=args.batch, lr=args.lr,
+    cfg = TrainConfig(what=args.what, steps=args.steps, seed=args.seed, batch=args.batch or 16, lr=args.lr,
                       threads=args.threads, ckpt_every=args.ckpt_every, adversarial=args.adversarial)
     reached = checkpoint_step(out) if args.resume else 0
     if args.from_step is not None and reached < args.from_step:
@@ -783,13 +907,15 @@ def main(argv: list[str] | None = None) -> None:
         log.info("%s is at step %d, past this stage's end (%d): nothing to do", out, reached, args.stop_at)
         return
     aligned = (args.aligned_fraction, args.aligned_acoustic) if args.aligned_fraction is not None else None
+    teacher_vocoder = args.teacher_vocoder or teacher_data.teacher_dir(default_state_dir()) / "vocoder.onnx"
+    pairs = PairSource(args.pairs, args.pairs_acoustic, teacher_vocoder) if args.pairs is not None else None
     try:
         summary = train(cfg, cache, out, args.resume, args.max_minutes, extend_lr=args.extend_lr, gan_set=gan_set,
                         widen_mult=args.widen_mult, stop_at=args.stop_at, aligned=aligned, phase_lr=args.phase_lr,
                         tail_blocks=args.deepen, ema=args.ema,
                         disc=(args.disc_width, args.disc_warmup) if args.disc_width is not None else None,
-                        teacher=TeacherDecoder(teacher_data.teacher_dir(default_state_dir()) / "vocoder.onnx",
-                                               args.prune_teacher, args.stage_weight))
+                        teacher=TeacherDecoder(teacher_vocoder, args.prune_teacher, args.stage_weight),
+                        pairs=pairs, device=args.device, batch=args.batch if args.resume else None)
     except (FileNotFoundError, ValueError) as exc:
         raise SystemExit(f"train: {exc}") from None
     (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")

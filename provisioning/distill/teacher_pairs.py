@@ -1,0 +1,177 @@
+"""Vocoder training pairs made on the training device: the acoustic student's latents and the teacher's audio of them."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from jetvox.provisioning.distill import teacher_data
+from jetvox.provisioning.distill.models import HOP, LATENT, StudentAcoustic
+
+log = logging.getLogger(__name__)
+
+PACK_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Utterances:
+    """Phoneme ids and the teacher's durations of the cached utterances: all a pair needs (megabytes, not the
+    cache's gigabytes), so the pairs can be made wherever the training runs."""
+
+    ids: list[np.ndarray]
+    """Phoneme ids per utterance, int64 [P]."""
+    durations: list[np.ndarray]
+    """The teacher's frames per phoneme id (noise_w 0), float32 [P]."""
+
+    def digest(self) -> str:
+        """A short sha256 of the ids and durations (recorded in the run's config)."""
+        h = hashlib.sha256()
+        for ids, dur in zip(self.ids, self.durations):
+            h.update(ids.astype(np.int64).tobytes())
+            h.update(dur.astype(np.float32).tobytes())
+        return h.hexdigest()[:16]
+
+
+def from_cache(paths: Sequence[Path]) -> Utterances:
+    """The utterances of cached teacher items whose durations cover their latents (``aligned.eligible``'s rule
+    without the audio: the pairs' audio is made afresh)."""
+    ids, durations = [], []
+    for path in paths:
+        item = teacher_data.load_item(path)
+        if int(item.durations.sum()) == item.z0.shape[1]:
+            ids.append(item.ids.astype(np.int64))
+            durations.append(item.durations.astype(np.float32))
+    if not ids:
+        raise ValueError("no cached utterance has durations that sum to its latent length; rebuild the teacher cache")
+    return Utterances(ids, durations)
+
+
+def save(utts: Utterances, path: Path) -> Path:
+    """Write ``utts`` as one compressed npz (atomically, with ``os.replace``)."""
+    lengths = np.array([len(i) for i in utts.ids], dtype=np.int64)
+    tmp = path.with_name(f".tmp-{path.name}")
+    with tmp.open("wb") as f:
+        np.savez_compressed(f, version=np.int64(PACK_VERSION), lengths=lengths,
+                            ids=np.concatenate(utts.ids).astype(np.int16), durations=np.concatenate(utts.durations))
+    os.replace(tmp, path)
+    return path
+
+
+def load(path: Path) -> Utterances:
+    """The utterances of a file written by ``save``."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"utterance pack {path} not found (make it with "
+                                "`python -m jetvox.provisioning.distill.teacher_pairs --out FILE`)")
+    with np.load(path) as f:
+        if "version" not in f or int(f["version"]) != PACK_VERSION:
+            raise ValueError(f"{path}: expected an utterance pack of version {PACK_VERSION}")
+        cuts = np.cumsum(f["lengths"])[:-1]
+        ids = [a.astype(np.int64) for a in np.split(f["ids"], cuts)]
+        durations = [a.astype(np.float32) for a in np.split(f["durations"], cuts)]
+    return Utterances(ids, durations)
+
+
+class PairData:
+    """Random segments of the pairs, drawn as ``train.VocoderData`` draws them (length-weighted, ``context`` latent
+    frames either side, zeros past an utterance's ends), as tensors on the pairs' device.
+
+    Every utterance is kept in one long tensor with ``context`` zero frames between neighbours, so a batch is one
+    gather on the device rather than a copy per segment.
+    """
+
+    def __init__(self, latents: list[torch.Tensor], audio: list[torch.Tensor], batch: int, segment: int,
+                 context: int, rng: np.random.Generator) -> None:
+        keep = [n for n, z in enumerate(latents) if z.shape[1] >= segment]
+        if not keep:
+            raise ValueError(f"no utterance has {segment} frames or more")
+        device = latents[0].device
+        gap = torch.zeros(LATENT, context, dtype=latents[0].dtype, device=device)
+        parts, wavs, starts, at = [gap], [], [], context
+        for n in keep:
+            parts += [latents[n], gap]
+            wavs.append(audio[n])
+            starts.append(at)
+            at += latents[n].shape[1] + context
+        self.z = torch.cat(parts, 1)
+        """Every latent, [192, frames], with the gaps."""
+        self.wav = torch.cat(wavs)
+        """Every utterance's audio, one after another (no gaps)."""
+        self.lengths = np.array([latents[n].shape[1] for n in keep], dtype=np.int64)
+        self.starts = np.array(starts, dtype=np.int64)
+        self.wav_starts = np.concatenate([[0], np.cumsum(self.lengths[:-1]) * HOP])
+        self.p = self.lengths / self.lengths.sum()
+        self.batch_size, self.segment, self.context, self.rng = batch, segment, context, rng
+        span = torch.arange(segment + 2 * context, device=device)
+        self.span, self.samples = span, torch.arange(segment * HOP, device=device)
+
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Latents [B, 192, segment + 2 * context] and the teacher's audio of the centre [B, segment * 256]."""
+        picks = self.rng.choice(len(self.lengths), size=self.batch_size, p=self.p)
+        offsets = self.rng.integers(0, self.lengths[picks] - self.segment + 1)
+        first = torch.from_numpy(self.starts[picks] + offsets - self.context).to(self.z.device)
+        z = self.z[:, first[:, None] + self.span[None, :]]  # [192, B, L]
+        wav_first = torch.from_numpy(self.wav_starts[picks] + offsets * HOP).to(self.z.device)
+        wav = self.wav[wav_first[:, None] + self.samples[None, :]]
+        return z.permute(1, 0, 2).float(), wav.float()
+
+
+@torch.no_grad()
+def make_pairs(utts: Utterances, acoustic: StudentAcoustic, teacher: torch.nn.Module, device: torch.device,
+               dtype: torch.dtype = torch.float16) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Per utterance, the acoustic student's teacher-forced latent [192, T] and the teacher decoder's audio of
+    exactly that latent [T * 256], stored as ``dtype`` on ``device``.
+
+    The vocoder then learns a function: its target is what the teacher's vocoder makes of the very input it is
+    given, the latents it is given in use (the cache's pairs give the teacher's audio of the teacher's own latents,
+    which the student's latents only approximate). Each utterance is vocoded whole, as in use.
+    """
+    from tqdm import tqdm
+
+    acoustic, teacher = acoustic.to(device).eval(), teacher.to(device).eval()
+    latents, audio = [], []
+    for ids, dur in tqdm(list(zip(utts.ids, utts.durations)), desc="student latents, teacher audio", mininterval=5):
+        frames = int(dur.sum())
+        i = torch.from_numpy(ids)[None].to(device)
+        d = torch.from_numpy(dur)[None].to(device)
+        z, _ = acoustic.forward_train(i, torch.ones(1, 1, i.shape[1], device=device), d, frames)
+        wav = teacher(z).reshape(-1)
+        if wav.shape[0] != frames * HOP:
+            raise ValueError(f"the teacher's decoder made {wav.shape[0]} samples of {frames} frames; expected "
+                             f"{frames * HOP}")
+        latents.append(z[0].to(dtype))
+        audio.append(wav.to(dtype))
+    log.info("pairs for %d utterances (%.2f h of audio) on %s", len(latents),
+             sum(a.shape[0] for a in audio) / 22050 / 3600, device)
+    return latents, audio
+
+
+def main(argv: list[str] | None = None) -> None:
+    from jetvox.device.config import default_state_dir
+
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--out", type=Path, required=True, help="utterance pack to write (.npz)")
+    ap.add_argument("--cache", type=Path, action="append", default=None,
+                    help="teacher-data cache; repeat for several (default: the main one under the state dir)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    caches = args.cache or [teacher_data.cache_dir(default_state_dir())]
+    paths = [p for c in caches for p in teacher_data.cached_paths(c)]
+    try:
+        utts = from_cache(paths)
+    except (FileNotFoundError, ValueError) as exc:
+        raise SystemExit(f"teacher_pairs: {exc}") from None
+    save(utts, args.out)
+    log.info("%d of %d cached utterances written to %s (%.1f MB, digest %s)", len(utts.ids), len(paths), args.out,
+             args.out.stat().st_size / 1e6, utts.digest())
+
+
+if __name__ == "__main__":
+    main()

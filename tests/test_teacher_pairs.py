@@ -1,0 +1,115 @@
+"""Vocoder pairs made on the training device: the utterance pack, the pairs themselves, their batches and a run."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="the distillation extra (pip install .[train]) is not installed")
+
+from jetvox.provisioning.distill import hifigan, teacher_data, teacher_pairs  # noqa: E402
+from jetvox.provisioning.distill.aligned import load_acoustic  # noqa: E402
+from jetvox.provisioning.distill.models import HOP  # noqa: E402
+from jetvox.provisioning.distill.train import PairSource, TrainConfig, main, train  # noqa: E402
+from tests.test_distill import tiny_runs  # noqa: E402,F401  (the module's fixture, shared)
+from tests.test_hifigan import _piper_decoder_onnx  # noqa: E402
+
+
+def test_the_pack_keeps_ids_and_durations_of_the_usable_utterances(tmp_path: Path,
+                                                                    tiny_runs: dict[str, Path]) -> None:  # noqa: F811
+    paths = teacher_data.cached_paths(tiny_runs["vocoder"].parent / "cache")
+    items = [teacher_data.load_item(p) for p in paths]
+    broken = tmp_path / "cache"
+    shutil.copytree(paths[0].parent, broken)
+    first = teacher_data.load_item(broken / paths[0].name)
+    np.savez(broken / paths[0].name, ids=first.ids.astype(np.int16), durations=first.durations + 1, z0=first.z0,
+             zn=first.zn, wav=first.wav, wav_from=np.array("z0"), text=np.array("off by one"))  # durations != frames
+    utts = teacher_pairs.from_cache(teacher_data.cached_paths(broken))
+    assert len(utts.ids) == len(items) - 1
+    again = teacher_pairs.load(teacher_pairs.save(utts, tmp_path / "pack.npz"))
+    assert all(np.array_equal(a, b) for a, b in zip(again.ids, [it.ids for it in items[1:]]))
+    assert all(np.array_equal(a, b) for a, b in zip(again.durations, [it.durations for it in items[1:]]))
+    assert again.digest() == utts.digest() and len(utts.digest()) == 16
+    assert teacher_pairs.Utterances(utts.ids[:2], utts.durations[:2]).digest() != utts.digest()
+    np.savez(tmp_path / "other.npz", lengths=np.array([1]))
+    with pytest.raises(ValueError, match="utterance pack of version"):
+        teacher_pairs.load(tmp_path / "other.npz")
+    with pytest.raises(FileNotFoundError, match="teacher_pairs --out"):
+        teacher_pairs.load(tmp_path / "missing.npz")
+
+
+def test_the_target_is_the_teachers_audio_of_the_students_own_latent(tmp_path: Path,
+                                                                    tiny_runs: dict[str, Path]) -> None:  # noqa: F811
+    teacher = _piper_decoder_onnx(tmp_path / "vocoder.onnx")
+    acoustic, _ = load_acoustic(tiny_runs["acoustic"] / "ckpt.pt")
+    utts = teacher_pairs.from_cache(teacher_data.cached_paths(tiny_runs["vocoder"].parent / "cache"))
+    latents, audio = teacher_pairs.make_pairs(utts, acoustic, hifigan.load_teacher(tmp_path / "vocoder.onnx"),
+                                              torch.device("cpu"), torch.float32)
+    with torch.no_grad():
+        ids, dur = torch.from_numpy(utts.ids[1])[None], torch.from_numpy(utts.durations[1])[None]
+        z, _ = acoustic.forward_train(ids, torch.ones(1, 1, ids.shape[1]), dur, int(dur.sum()))
+        expected = teacher(z).reshape(-1)
+    assert torch.equal(latents[1], z[0]) and latents[1].shape == (192, int(utts.durations[1].sum()))
+    torch.testing.assert_close(audio[1], expected)
+    assert audio[1].shape[0] == latents[1].shape[1] * HOP and audio[1].abs().max() > 0
+
+
+def test_a_batch_is_segments_of_the_pairs_with_zeros_past_the_ends() -> None:
+    rng = np.random.default_rng(0)
+    lengths = [10, 25, 12]
+    latents = [torch.full((192, t), float(k + 1)) + torch.arange(t) / 100 for k, t in enumerate(lengths)]
+    audio = [torch.arange(t * HOP, dtype=torch.float32) + 1e5 * (k + 1) for k, t in enumerate(lengths)]
+    data = teacher_pairs.PairData(latents, audio, batch=64, segment=8, context=3, rng=rng)
+    z, wav = data.batch()
+    assert z.shape == (64, 192, 14) and wav.shape == (64, 8 * HOP) and z.dtype == wav.dtype == torch.float32
+    for b in range(64):
+        k = int(wav[b, 0] // 1e5) - 1
+        start = int(wav[b, 0] - 1e5 * (k + 1)) // HOP
+        assert torch.equal(wav[b], audio[k][start * HOP : (start + 8) * HOP])
+        for j in range(14):
+            frame = start - 3 + j
+            want = latents[k][:, frame] if 0 <= frame < lengths[k] else torch.zeros(192)
+            assert torch.equal(z[b, :, j], want), (b, j)
+    with pytest.raises(ValueError, match="has 30 frames or more"):
+        teacher_pairs.PairData(latents, audio, batch=2, segment=30, context=0, rng=rng)
+
+
+def test_a_run_on_made_pairs_records_them_and_resumes_only_with_them(tmp_path: Path,
+                                                                    tiny_runs: dict[str, Path]) -> None:  # noqa: F811
+    _piper_decoder_onnx(tmp_path / "vocoder.onnx")
+    pack = teacher_pairs.save(teacher_pairs.from_cache(teacher_data.cached_paths(tiny_runs["vocoder"].parent / "cache")),
+                              tmp_path / "pack.npz")
+    source = PairSource(pack, tiny_runs["acoustic"] / "ckpt.pt", tmp_path / "vocoder.onnx")
+    run = tmp_path / "run"
+    shutil.copytree(tiny_runs["vocoder"], run)
+    before = int(torch.load(run / "ckpt.pt", weights_only=False)["step"])
+    summary = train(TrainConfig(what="vocoder", steps=before + 2), [], run, resume=True, pairs=source, batch=3)
+    digests = {"utterances": teacher_pairs.load(pack).digest(), "acoustic": load_acoustic(source.acoustic)[1],
+               "teacher": summary["pairs"]["teacher"]}
+    assert summary["steps"] == before + 2 and summary["pairs"] == digests
+    assert summary["changes"][-2:] == [{"step": before, "pairs": digests}, {"step": before, "batch": 3}]
+    state = torch.load(run / "ckpt.pt", weights_only=False)
+    assert state["config"]["batch"] == 3 and all(t.device.type == "cpu" for t in state["model"].values())
+    with pytest.raises(ValueError, match="give --pairs"):
+        train(TrainConfig(what="vocoder", steps=before + 3), [], run, resume=True)
+    again = train(TrainConfig(what="vocoder", steps=before + 3), [], run, resume=True, pairs=source)
+    assert again["steps"] == before + 3 and again["changes"] == summary["changes"]  # nothing new to record
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="sees no CUDA device"):
+            train(TrainConfig(what="vocoder", steps=before + 4), [], run, resume=True, pairs=source, device="cuda")
+
+
+def test_pair_flags_are_checked_before_anything_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["--what", "vocoder", "--steps", "1", "--out", str(tmp_path / "run")]
+    for extra, message in ((["--pairs", "p.npz"], "go together"),
+                           (["--pairs", "p.npz", "--pairs-acoustic", "a.pt", "--aligned-fraction", "1",
+                             "--aligned-acoustic", "a.pt"], "replaces --aligned-fraction"),
+                           (["--device", "tpu"], "--device expects"),
+                           (["--batch", "0"], "--batch is a positive")):
+        with pytest.raises(SystemExit):
+            main(base + extra)
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
