@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 JETVOX := $(VENV)/bin/jetvox
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast provision bench bench-mqtt wyoming-bench soak typecheck verify-device fp16-evidence install teacher teacher-data distill distill-gan distill-hifi distill-wide distill-joint clean help
+.PHONY: setup demo test test-fast provision bench bench-mqtt wyoming-bench soak typecheck verify-device fp16-evidence install teacher teacher-data distill distill-gan distill-hifi distill-wide distill-joint distill-gpu clean help
 
 help:
 	@echo "make demo   - set up, provision the default voice, speak a sample (demo.wav)"
@@ -165,6 +165,22 @@ distill-joint: teacher-data
 	  --vocoder-from $(JOINT_VOCODER) --vocoder-step $(GAN_3C_STEPS) \
 	  --acoustic-from $(ACOUSTIC_RUN)/ckpt.pt --acoustic-step $(ACOUSTIC_STEPS) \
 	  --cache $(STATE_CACHE) --cache $(STATE_CACHE)-wide
+
+# Stage 3g (issue 10), on a CUDA GPU (never in CI): the stage-3e vocoder (its averaged weights, a fresh optimiser)
+# trained on against pairs made on the GPU at the start of each run (teacher_pairs.py): the acoustic student's
+# teacher-forced latents and the teacher decoder's audio of exactly those latents, so the vocoder learns a function
+# of its input (the cache pairs the teacher's audio with the teacher's own latents, which the student's only
+# approximate). Only the utterances' ids and durations travel (0.3 MB). Batch 128; ran on an H200 at about 11
+# steps/s (5 with three runs sharing it); resumed like distill-gan. GPU_DEVICE=cpu runs it here, slowly.
+GPU_RUN ?= provisioning/distill/results/vocoder-3g
+GPU_STEPS ?= 58400
+GPU_DEVICE ?= cuda
+GPU_PACK ?= $(STATE)/distill/utterances-v1.npz
+distill-gpu: teacher-data
+	$(PY) -m jetvox.provisioning.distill.teacher_pairs --out $(GPU_PACK)
+	$(PY) -m jetvox.provisioning.distill.train --what vocoder --out $(GPU_RUN) --steps $(GPU_STEPS) --resume \
+	  --start-from $(GAN_RUN)/ckpt.pt --adversarial --phase-lr 2e-4 --ema 0.999 --batch 128 --pairs $(GPU_PACK) \
+	  --pairs-acoustic $(GAN_ACOUSTIC) --device $(GPU_DEVICE) --ckpt-every 250 --max-minutes 120 --threads 4
 
 # On a device, as root: code and venv in /opt/jetvox, config in /etc/jetvox, systemd units enabled.
 install:

@@ -809,3 +809,58 @@ def test_a_joint_stage_waits_for_the_stages_before_it(tiny_runs: dict[str, Path]
     assert not (tmp_path / "j" / "vocoder").exists()  # waited: nothing copied, nothing trained
     main([*base, "--acoustic-step", str(at)])
     assert json.loads((tmp_path / "j" / "summary.json").read_text())["acoustic"]["step"] == at + 1
+
+
+def test_a_run_started_from_another_takes_its_average_and_leaves_it_be(tiny_runs: dict[str, Path], tmp_path: Path) -> None:
+    """`train --start-from CKPT --resume`: a new run directory begins from the checkpoint's averaged weights, config
+    and step, with a fresh optimiser; the source run is not touched, and a run that has its own checkpoint ignores
+    the flag."""
+    import shutil
+
+    from jetvox.provisioning.distill.train import main
+
+    source = tmp_path / "source"
+    shutil.copytree(tiny_runs["vocoder"], source)
+    cache = tiny_runs["vocoder"].parent / "cache"
+    before = int(torch.load(source / "ckpt.pt", weights_only=False)["step"])
+    train(TrainConfig(what="vocoder", steps=before + 2), cache, source, resume=True, ema=0.5)
+    saved = torch.load(source / "ckpt.pt", weights_only=False)
+    assert any(not torch.equal(saved["ema"][k], saved["model"][k]) for k in saved["model"])
+    untouched = (source / "ckpt.pt").read_bytes()
+    run = tmp_path / "new"
+    argv = ["--what", "vocoder", "--steps", str(before + 3), "--out", str(run), "--cache", str(cache), "--resume",
+            "--start-from", str(source / "ckpt.pt"), "--threads", "1"]
+    main(argv)
+    state = torch.load(run / "ckpt.pt", weights_only=False)
+    assert state["step"] == before + 3 and (source / "ckpt.pt").read_bytes() == untouched
+    lines = [json.loads(x) for x in (run / "losses.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [before + 3]  # one step from the source's, logged in the new run only
+    from jetvox.provisioning.distill.train import start_from
+
+    start_from(source / "ckpt.pt", tmp_path / "look")
+    first = torch.load(tmp_path / "look" / "ckpt.pt", weights_only=False)
+    assert all(torch.equal(first["model"][k], saved["ema"][k]) for k in saved["ema"])
+    assert "opt" not in first and "ema" not in first and first["step"] == saved["step"]
+    main(argv[:3] + [str(before + 4)] + argv[4:])  # the run has its own checkpoint now: --start-from is ignored
+    assert torch.load(run / "ckpt.pt", weights_only=False)["step"] == before + 4
+    with pytest.raises(SystemExit, match="no such checkpoint"):
+        main(["--what", "vocoder", "--steps", "9", "--out", str(tmp_path / "x"), "--resume", "--start-from",
+              str(tmp_path / "missing.pt")])
+
+
+def test_a_swap_takes_the_magnitude_of_one_clip_and_the_phase_of_the_other() -> None:
+    """evaluate --swap: a clip swapped with itself comes back whole (at unit RMS); a tone's magnitude with a
+    shifted copy's phase is the tone at the copy's timing."""
+    from jetvox.provisioning.distill.evaluate import swapped
+
+    rate = 22050
+    t = np.arange(rate // 2) / rate
+    tone = np.sin(2 * np.pi * 440 * t).astype(np.float32)
+    assert np.allclose(swapped(tone, tone), tone / np.sqrt(np.mean(tone**2)), atol=1e-4)
+    shifted = np.sin(2 * np.pi * 440 * t + np.pi / 2).astype(np.float32)
+    quiet = 0.01 * tone  # the magnitude's level does not matter: each clip is brought to unit RMS first
+    mixed = swapped(quiet, shifted)
+    middle = slice(2048, len(t) - 2048)
+    assert np.allclose(mixed[middle], (shifted / np.sqrt(np.mean(shifted**2)))[middle], atol=1e-2)
+    assert not np.allclose(mixed[middle], (tone / np.sqrt(np.mean(tone**2)))[middle], atol=0.5)
+    assert len(swapped(tone[:1000], tone)) == 1000

@@ -9,7 +9,8 @@ vocoder's own shortfall from its inputs'), or with ``--latents PATH`` an acousti
 sentences, never trained on, is reported too. Each sentence is vocoded whole by the checkpoint (exported to ONNX),
 the shipped student vocoder and the teacher's vocoder. Prints mean P.808 and OVRL of each and the checkpoint's
 spectrum against the teacher's by band; with ``--splice``, also the P.808 of the checkpoint's audio with one band
-range replaced by the teacher vocoder's (where the shortfall lies).
+range replaced by the teacher vocoder's (where the shortfall lies); with ``--swap``, the P.808 of short-time
+spectra with the magnitude of one and the phase of the other (whether the shortfall is in the magnitude or the phase).
 """
 
 from __future__ import annotations
@@ -88,6 +89,32 @@ def splice_report(candidate: list[np.ndarray], reference: list[np.ndarray], samp
     return out
 
 
+def swapped(magnitude_of: np.ndarray, phase_of: np.ndarray) -> np.ndarray:
+    """One clip: the short-time spectrum's magnitude of ``magnitude_of`` with the phase of ``phase_of`` (both at unit
+    RMS, cut to the shorter length; the STFT of ``spliced``)."""
+    n = min(len(magnitude_of), len(phase_of))
+    window = torch.hann_window(_SPLICE_FFT, dtype=torch.float64)
+
+    def spec(x: np.ndarray) -> torch.Tensor:
+        x = np.asarray(x[:n], dtype=np.float64)
+        x = x / (np.sqrt(np.mean(x**2)) + 1e-12)
+        return torch.stft(torch.from_numpy(x), _SPLICE_FFT, _SPLICE_HOP, window=window, return_complex=True)
+
+    mixed = torch.polar(spec(magnitude_of).abs(), spec(phase_of).angle())
+    return torch.istft(mixed, _SPLICE_FFT, _SPLICE_HOP, window=window, length=n).numpy().astype(np.float32)
+
+
+def swap_report(candidate: list[np.ndarray], reference: list[np.ndarray], sample_rate: int) -> dict[str, float]:
+    """Mean P.808 of the candidate's short-time magnitude with the reference's phase, and of the reverse: the swap
+    that comes nearer the reference's score shows which of the two holds the candidate's shortfall."""
+    out = {}
+    for name, (mag, phase) in (("candidate magnitude, reference phase", (candidate, reference)),
+                               ("reference magnitude, candidate phase", (reference, candidate))):
+        clips = [swapped(a, b) for a, b in zip(mag, phase)]
+        out[name] = round(mean_naturalness(clips, sample_rate).p808, 3)
+    return out
+
+
 STUDENT = "joe-fast"
 TEACHER = teacher_data.TEACHER
 
@@ -111,10 +138,11 @@ def checkpoint_latents(path: Path, state_dir: Path, ids_list: list[list[int]]) -
 
 
 def evaluate(run_dir: Path, teacher: str = TEACHER, latents_from: str = STUDENT, average: bool = True,
-             splice: bool = False) -> dict[str, Any]:
+             splice: bool = False, swap: bool = False) -> dict[str, Any]:
     """Naturalness of the checkpoint in ``run_dir`` (``ckpt.pt``; its weights' average where it keeps one, unless
     ``average`` is False), the shipped vocoder and the teacher's, all on the latents of voice ``latents_from`` (or
-    of the acoustic checkpoint at that path); with ``splice``, also ``splice_report`` against the teacher's vocoder."""
+    of the acoustic checkpoint at that path); with ``splice``, also ``splice_report`` against the teacher's vocoder,
+    with ``swap`` its ``swap_report``."""
     from_checkpoint = latents_from not in (STUDENT, teacher)
     cfg = config.from_mapping({"voice": {"name": STUDENT if from_checkpoint else latents_from},
                                "synthesis": {"noise_scale": 0.0, "noise_w": 0.0}, "engine": {"precision": "fp32"}})
@@ -146,6 +174,8 @@ def evaluate(run_dir: Path, teacher: str = TEACHER, latents_from: str = STUDENT,
               (("checkpoint", candidate), ("shipped", shipped), ("teacher_vocoder", reference))}
     if splice:
         extra["splice_p808"] = splice_report(candidate, reference, rate)
+    if swap:
+        extra["swap_p808"] = swap_report(candidate, reference, rate)
     synth.close()
     voice.close()
     return {
@@ -169,11 +199,14 @@ def main(argv: list[str] | None = None) -> None:
                     help="score the last step's weights even where the run keeps their moving average")
     ap.add_argument("--splice", action="store_true",
                     help="also score the checkpoint's audio with bands taken from the teacher vocoder's (slower)")
+    ap.add_argument("--swap", action="store_true",
+                    help="also score the checkpoint's short-time magnitude with the teacher vocoder's phase, and the "
+                         "reverse")
     args = ap.parse_args(argv)
     if args.latents not in (STUDENT, TEACHER) and not Path(args.latents).is_file():
         ap.error(f"--latents expects {STUDENT}, {TEACHER} or an acoustic checkpoint file; got {args.latents!r}")
     print(json.dumps(evaluate(args.run, latents_from=args.latents, average=not args.last,
-                                splice=args.splice), indent=1))
+                                splice=args.splice, swap=args.swap), indent=1))
 
 
 if __name__ == "__main__":

@@ -644,6 +644,23 @@ class PairSource:
     """The teacher's split ``vocoder.onnx``, whose audio of those latents is the target."""
 
 
+SLIM_KEYS = ("config", "step", "seconds", "utterances", "hardware", "disc", "opt_d", "gan", "teacher_channels")
+"""What a started-from checkpoint passes on beside its weights (not the generator's optimiser or the RNGs)."""
+
+
+def start_from(source: Path, out: Path) -> None:
+    """Begin run directory ``out`` with ``source``'s weights (their average where it keeps one), config, step and
+    discriminators, but a fresh optimiser: a new run that goes on from another's checkpoint, which stays as it is."""
+    if not Path(source).is_file():
+        raise FileNotFoundError(f"--start-from {source}: no such checkpoint")
+    state = torch.load(source, map_location="cpu", weights_only=False)
+    slim = {k: state[k] for k in SLIM_KEYS if k in state}
+    out.mkdir(parents=True, exist_ok=True)
+    _save(out / CKPT, {**slim, "model": state.get("ema", state["model"])})
+    log.info("%s starts from %s at step %d (%s weights)", out, source, state["step"],
+             "averaged" if "ema" in state else "last")
+
+
 def _tf32(allowed: bool) -> None:
     """Let a CUDA device's matrix products and convolutions round their inputs to TensorFloat-32 (training) or not
     (the teacher's targets); cuDNN then also times its algorithms once for the run's fixed shapes."""
@@ -839,6 +856,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--teacher-vocoder", type=Path, default=None, metavar="ONNX",
                     help="the teacher's split vocoder.onnx (default: the provisioned teacher's under the state dir)")
     ap.add_argument("--device", default="cpu", help="where to train: cpu (default) or cuda")
+    ap.add_argument("--start-from", type=Path, default=None, metavar="CKPT",
+                    help="with --resume, when OUT has no checkpoint yet: begin from this one's weights (its average "
+                         "where kept), config and discriminators, with a fresh optimiser")
     ap.add_argument("--from-step", type=int, default=None, metavar="STEP",
                     help="do nothing unless the run's checkpoint has reached STEP (a later stage of a recipe)")
     return ap
@@ -879,6 +899,8 @@ def _check(ap: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, f
         ap.error("--pairs makes a vocoder's pairs; it replaces --aligned-fraction and needs --what vocoder")
     if args.batch is not None and args.batch < 1:
         ap.error(f"--batch is a positive number of segments or sentences; got {args.batch}")
+    if args.start_from is not None and not args.resume:
+        ap.error("--start-from begins a run that is then resumed: give --resume too")
     if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
         ap.error(f"--device expects cpu, cuda or cuda:N; got {args.device!r}")
     if args.stage_weight < 0 or (args.stage_weight and args.prune_teacher is None):
@@ -898,6 +920,11 @@ def main(argv: list[str] | None = None) -> None:
     out = args.out or runs_dir(default_state_dir()) / args.what
     cfg = TrainConfig(what=args.what, steps=args.steps, seed=args.seed, batch=args.batch or 16, lr=args.lr,
                       threads=args.threads, ckpt_every=args.ckpt_every, adversarial=args.adversarial)
+    if args.start_from is not None and not (out / CKPT).exists():
+        try:
+            start_from(args.start_from, out)
+        except FileNotFoundError as exc:
+            raise SystemExit(f"train: {exc}") from None
     reached = checkpoint_step(out) if args.resume else 0
     if args.from_step is not None and reached < args.from_step:
         log.info("%s is at step %d, not yet at %d: this stage waits (run again after the earlier one)",
