@@ -864,3 +864,5 @@ def test_a_swap_takes_the_magnitude_of_one_clip_and_the_phase_of_the_other() -> 
     assert np.allclose(mixed[middle], (shifted / np.sqrt(np.mean(shifted**2)))[middle], atol=1e-2)
     assert not np.allclose(mixed[middle], (tone / np.sqrt(np.mean(tone**2)))[middle], atol=0.5)
     assert len(swapped(tone[:1000], tone)) == 1000
+    assert np.allclose(swapped(tone, tone, 512), tone / np.sqrt(np.mean(tone**2)), atol=1e-4)
+    assert np.allclose(swapped(quiet, shifted, 512)[middle], (shifted / np.sqrt(np.mean(shifted**2)))[middle], atol=1e-2)

@@ -58,23 +58,31 @@ def band_gap_db(audio: list[np.ndarray], reference: list[np.ndarray], sample_rat
 
 
 SPLICE_CUTS_HZ = (1000, 3000, 6000)
-_SPLICE_FFT, _SPLICE_HOP = 1024, 256
+_SPLICE_FFT = 1024
+SWAP_FFTS = (1024, 512)
+"""STFT sizes of ``swap_report`` (hop a quarter of each): 46 and 23 ms windows at 22,050 Hz."""
+
+
+def _unit_stft(x: np.ndarray, n: int, n_fft: int) -> torch.Tensor:
+    """The STFT (Hann window, hop ``n_fft / 4``) of the first ``n`` samples of ``x`` brought to unit RMS."""
+    x = np.asarray(x[:n], dtype=np.float64)
+    x = x / (np.sqrt(np.mean(x**2)) + 1e-12)
+    window = torch.hann_window(n_fft, dtype=torch.float64)
+    return torch.stft(torch.from_numpy(x), n_fft, n_fft // 4, window=window, return_complex=True)
+
+
+def _inverse(spec: torch.Tensor, n: int, n_fft: int) -> np.ndarray:
+    window = torch.hann_window(n_fft, dtype=torch.float64)
+    return torch.istft(spec, n_fft, n_fft // 4, window=window, length=n).numpy().astype(np.float32)
 
 
 def spliced(low: np.ndarray, high: np.ndarray, sample_rate: int, cut_hz: float) -> np.ndarray:
     """One clip: ``low``'s short-time spectrum below ``cut_hz`` and ``high``'s from it up (both brought to equal RMS
     first, cut to the shorter length)."""
     n = min(len(low), len(high))
-    window = torch.hann_window(_SPLICE_FFT, dtype=torch.float64)
-
-    def spec(x: np.ndarray) -> torch.Tensor:
-        x = np.asarray(x[:n], dtype=np.float64)
-        x = x / (np.sqrt(np.mean(x**2)) + 1e-12)
-        return torch.stft(torch.from_numpy(x), _SPLICE_FFT, _SPLICE_HOP, window=window, return_complex=True)
-
     below = (torch.arange(_SPLICE_FFT // 2 + 1) * sample_rate / _SPLICE_FFT < cut_hz)[:, None]
-    mixed = torch.where(below, spec(low), spec(high))
-    return torch.istft(mixed, _SPLICE_FFT, _SPLICE_HOP, window=window, length=n).numpy().astype(np.float32)
+    mixed = torch.where(below, _unit_stft(low, n, _SPLICE_FFT), _unit_stft(high, n, _SPLICE_FFT))
+    return _inverse(mixed, n, _SPLICE_FFT)
 
 
 def splice_report(candidate: list[np.ndarray], reference: list[np.ndarray], sample_rate: int) -> dict[str, float]:
@@ -89,29 +97,24 @@ def splice_report(candidate: list[np.ndarray], reference: list[np.ndarray], samp
     return out
 
 
-def swapped(magnitude_of: np.ndarray, phase_of: np.ndarray) -> np.ndarray:
+def swapped(magnitude_of: np.ndarray, phase_of: np.ndarray, n_fft: int = _SPLICE_FFT) -> np.ndarray:
     """One clip: the short-time spectrum's magnitude of ``magnitude_of`` with the phase of ``phase_of`` (both at unit
-    RMS, cut to the shorter length; the STFT of ``spliced``)."""
+    RMS, cut to the shorter length; STFT size ``n_fft``, hop a quarter of it)."""
     n = min(len(magnitude_of), len(phase_of))
-    window = torch.hann_window(_SPLICE_FFT, dtype=torch.float64)
-
-    def spec(x: np.ndarray) -> torch.Tensor:
-        x = np.asarray(x[:n], dtype=np.float64)
-        x = x / (np.sqrt(np.mean(x**2)) + 1e-12)
-        return torch.stft(torch.from_numpy(x), _SPLICE_FFT, _SPLICE_HOP, window=window, return_complex=True)
-
-    mixed = torch.polar(spec(magnitude_of).abs(), spec(phase_of).angle())
-    return torch.istft(mixed, _SPLICE_FFT, _SPLICE_HOP, window=window, length=n).numpy().astype(np.float32)
+    mixed = torch.polar(_unit_stft(magnitude_of, n, n_fft).abs(), _unit_stft(phase_of, n, n_fft).angle())
+    return _inverse(mixed, n, n_fft)
 
 
 def swap_report(candidate: list[np.ndarray], reference: list[np.ndarray], sample_rate: int) -> dict[str, float]:
-    """Mean P.808 of the candidate's short-time magnitude with the reference's phase, and of the reverse: the swap
-    that comes nearer the reference's score shows which of the two holds the candidate's shortfall."""
+    """Mean P.808 of the candidate's short-time magnitude with the reference's phase, and of the reverse, at each of
+    ``SWAP_FFTS``: the swap that comes nearer the reference's score shows which of the two holds the candidate's
+    shortfall, and at which time resolution."""
     out = {}
-    for name, (mag, phase) in (("candidate magnitude, reference phase", (candidate, reference)),
-                               ("reference magnitude, candidate phase", (reference, candidate))):
-        clips = [swapped(a, b) for a, b in zip(mag, phase)]
-        out[name] = round(mean_naturalness(clips, sample_rate).p808, 3)
+    for n_fft in SWAP_FFTS:
+        for name, (mag, phase) in (("candidate magnitude, reference phase", (candidate, reference)),
+                                   ("reference magnitude, candidate phase", (reference, candidate))):
+            clips = [swapped(a, b, n_fft) for a, b in zip(mag, phase)]
+            out[f"STFT {n_fft}: {name}"] = round(mean_naturalness(clips, sample_rate).p808, 3)
     return out
 
 
