@@ -179,8 +179,8 @@ GPU_PACK ?= $(STATE)/distill/utterances-v1.npz
 distill-gpu: teacher-data
 	$(PY) -m jetvox.provisioning.distill.teacher_pairs --out $(GPU_PACK)
 	$(PY) -m jetvox.provisioning.distill.train --what vocoder --out $(GPU_RUN) --steps $(GPU_STEPS) --resume \
-	  --start-from $(GAN_RUN)/ckpt.pt --adversarial --phase-lr 2e-4 --ema 0.999 --batch 128 --pairs $(GPU_PACK) \
-	  --pairs-acoustic $(GAN_ACOUSTIC) --device $(GPU_DEVICE) --ckpt-every 250 --max-minutes 120 --threads 4
+	  --start-from $(GAN_RUN)/ckpt.pt --adversarial --phase-lr 2e-4 --ema 0.999 --batch 128 \
+	  --pairs $(GPU_PACK) $(GAN_ACOUSTIC) --device $(GPU_DEVICE) --ckpt-every 250 --max-minutes 120 --threads 4
 
 # On a device, as root: code and venv in /opt/jetvox, config in /etc/jetvox, systemd units enabled.
 install:

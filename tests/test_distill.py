@@ -164,11 +164,11 @@ def test_vocoder_receptive_field_fits_the_streaming_overlap() -> None:
     assert VocoderConfig(mult=6, tail_blocks=1).receptive_frames() <= OVERLAP  # the deepened run's size
 
 
-@pytest.mark.parametrize("tail", [0, 2])
-def test_vocoder_receptive_field_is_what_its_config_says(tail: int) -> None:
+@pytest.mark.parametrize("tail,subframes", [(0, 1), (2, 1), (0, 2), (1, 4)])
+def test_vocoder_receptive_field_is_what_its_config_says(tail: int, subframes: int) -> None:
     """A change to one latent frame moves the audio of exactly the frames within ``receptive_frames``."""
     torch.manual_seed(0)
-    cfg = VocoderConfig(dim=32, blocks=2, mult=2, tail_blocks=tail)
+    cfg = VocoderConfig(dim=32, blocks=2, mult=2, tail_blocks=tail, subframes=subframes)
     model = StudentVocoder(cfg).eval()
     z = torch.randn(1, 192, 80)
     bumped = z.clone()
@@ -299,16 +299,18 @@ def test_export_has_the_teacher_interface_and_matches_torch(tiny_runs: dict[str,
                 np.testing.assert_allclose(audio, model(torch.from_numpy(z)).numpy(), atol=1e-4)
 
 
-def test_compact_export_is_small_and_computes_the_same_audio(tmp_path: Path) -> None:
+@pytest.mark.parametrize("subframes", [1, 2])
+def test_compact_export_is_small_and_computes_the_same_audio(tmp_path: Path, subframes: int) -> None:
     import onnxruntime as ort
 
     torch.manual_seed(0)
-    model = StudentVocoder().eval()  # the shipped size, random weights
+    model = StudentVocoder(VocoderConfig(subframes=subframes)).eval()  # the shipped size, random weights
     path = export(model, "vocoder", tmp_path / "vocoder.onnx")
     weights = sum(p.numel() for p in model.parameters())
     # float16 weights and no stored basis: about 2 bytes per parameter (the float32 basis alone would be 4.2 MB),
-    # plus the basis's four bounded [513, 32] float32 phase tables (kept within FP16 range, issue 11 defect 1)
-    tables = 4 * (N_FFT // 2 + 1) * 32 * 4
+    # plus the basis's four bounded [bins, 32] float32 phase tables (kept within FP16 range, issue 11 defect 1)
+    n_fft = N_FFT // subframes
+    tables = 4 * (n_fft // 2 + 1) * (n_fft // 32) * 4
     assert path.stat().st_size < 2.1 * weights + tables + 100_000
     z = np.random.default_rng(3).standard_normal((1, 192, 40)).astype(np.float32)
     audio = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(["audio"], {"z": z})[0]
@@ -316,7 +318,9 @@ def test_compact_export_is_small_and_computes_the_same_audio(tmp_path: Path) -> 
         np.testing.assert_allclose(audio, _as_stored(model)(torch.from_numpy(z)).numpy(), atol=1e-4)
 
 
-@pytest.mark.parametrize("cfg", [VocoderConfig(), VocoderConfig(mult=6, tail_blocks=1)], ids=["default", "deepened"])
+@pytest.mark.parametrize("cfg", [VocoderConfig(), VocoderConfig(mult=6, tail_blocks=1),
+                                 VocoderConfig(mult=6, tail_blocks=1, subframes=2)],
+                         ids=["default", "deepened", "subframes"])
 def test_student_vocoder_chunked_equals_unchunked(tmp_path: Path, cfg: VocoderConfig) -> None:
     import onnxruntime as ort
 
@@ -866,3 +870,48 @@ def test_a_swap_takes_the_magnitude_of_one_clip_and_the_phase_of_the_other() -> 
     assert len(swapped(tone[:1000], tone)) == 1000
     assert np.allclose(swapped(tone, tone, 512), tone / np.sqrt(np.mean(tone**2)), atol=1e-4)
     assert np.allclose(swapped(quiet, shifted, 512)[middle], (shifted / np.sqrt(np.mean(shifted**2)))[middle], atol=1e-2)
+
+
+def test_a_split_head_makes_the_same_tone_and_a_run_takes_it_on(tiny_runs: dict[str, Path], tmp_path: Path) -> None:
+    """`train --subframes N`: the head's spectra become N shorter ones per latent frame (``models.split_head``); a
+    sinusoid the old head made at a frequency both windows share comes out the same, and the run records it."""
+    import math
+    import shutil
+
+    from jetvox.provisioning.distill.models import split_head
+
+    torch.manual_seed(0)
+    cfg = VocoderConfig(dim=32, blocks=2, mult=2)
+    state = StudentVocoder(cfg).state_dict()
+    bins = N_FFT // 2 + 1
+    state["head.weight"] = torch.zeros_like(state["head.weight"])  # the backbone is ignored: one tone, 861 Hz
+    bias = torch.full((2 * bins,), -30.0)
+    bias[bins:] = 0.0
+    bias[40], bias[bins + 40] = math.log(100.0), 0.7
+    state["head.bias"] = bias
+    old = StudentVocoder(cfg).eval()
+    old.load_state_dict(state)
+    z = torch.randn(1, 192, 40)
+    with torch.no_grad():
+        expected = old(z)[0, 8 * HOP : 32 * HOP]
+        for subframes in (2, 4):
+            new = StudentVocoder(VocoderConfig(dim=32, blocks=2, mult=2, subframes=subframes)).eval()
+            new.load_state_dict(split_head(state, cfg, subframes))
+            assert expected.abs().max() > 0.1
+            torch.testing.assert_close(new(z)[0, 8 * HOP : 32 * HOP], expected, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="one-subframe head"):
+        split_head(state, VocoderConfig(dim=32, blocks=2, mult=2, subframes=2), 4)
+    with pytest.raises(ValueError, match="subframes must be 1, 2 or 4"):
+        VocoderConfig(subframes=3)
+
+    run = tmp_path / "split"
+    shutil.copytree(tiny_runs["vocoder"], run)
+    cache = tiny_runs["vocoder"].parent / "cache"
+    before = int(torch.load(run / "ckpt.pt", weights_only=False)["step"])
+    summary = train(TrainConfig(what="vocoder", steps=before + 2), cache, run, resume=True, subframes=2)
+    assert summary["steps"] == before + 2 and summary["changes"][-1] == {"step": before, "model": {"subframes": 2}}
+    saved = torch.load(run / "ckpt.pt", weights_only=False)
+    assert saved["config"]["model"]["subframes"] == 2
+    assert saved["model"]["head.weight"].shape[0] == 2 * 2 * (N_FFT // 4 + 1)
+    again = train(TrainConfig(what="vocoder", steps=before + 3), cache, run, resume=True, subframes=2)
+    assert again["changes"] == summary["changes"]  # already so: nothing new

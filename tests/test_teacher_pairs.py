@@ -104,9 +104,9 @@ def test_a_run_on_made_pairs_records_them_and_resumes_only_with_them(tmp_path: P
 
 def test_pair_flags_are_checked_before_anything_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     base = ["--what", "vocoder", "--steps", "1", "--out", str(tmp_path / "run")]
-    for extra, message in ((["--pairs", "p.npz"], "go together"),
-                           (["--pairs", "p.npz", "--pairs-acoustic", "a.pt", "--aligned-fraction", "1",
-                             "--aligned-acoustic", "a.pt"], "replaces --aligned-fraction"),
+    for extra, message in ((["--pairs", "p.npz"], "expected 2 arguments"),
+                           (["--pairs", "p.npz", "a.pt", "--aligned-fraction", "1", "--aligned-acoustic", "a.pt"],
+                            "replaces --aligned-fraction"),
                            (["--device", "tpu"], "--device expects"),
                            (["--batch", "0"], "--batch is a positive")):
         with pytest.raises(SystemExit):

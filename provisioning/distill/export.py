@@ -135,19 +135,22 @@ def compact(path: Path) -> None:
     """
     model = onnx.load(str(path))
     graph = model.graph
-    bins = N_FFT // 2 + 1
-    with torch.no_grad():
-        rows = InverseSTFT(N_FFT, HOP).basis(bins)[0][:, 0, :].numpy()
-    layouts = {"rows": rows, "columns": rows.T, "conv": rows[:, None, :]}
+    layouts = {}  # (layout, n_fft) -> the basis as the exporter may have stored it, for each window a vocoder uses
+    for subframes in (1, 2, 4):
+        n_fft = N_FFT // subframes
+        with torch.no_grad():
+            rows = InverseSTFT(n_fft, HOP // subframes).basis(n_fft // 2 + 1)[0][:, 0, :].numpy()
+        layouts.update({("rows", n_fft): rows, ("columns", n_fft): rows.T, ("conv", n_fft): rows[:, None, :]})
     head: list = []
     keep: list = []
 
     def rewrite(name: str, arr: np.ndarray) -> bool:
         """Queue a replacement producing ``name``; False leaves the constant as it is."""
-        layout = next((k for k, ref in layouts.items()
-                       if arr.shape == ref.shape and np.allclose(arr, ref, atol=1e-6)), None)
-        if layout is not None:
-            nodes, consts = _basis_nodes(name, layout, N_FFT, bins)
+        found = next((k for k, ref in layouts.items()
+                      if arr.shape == ref.shape and np.allclose(arr, ref, atol=1e-6)), None)
+        if found is not None:
+            layout, n_fft = found
+            nodes, consts = _basis_nodes(name, layout, n_fft, n_fft // 2 + 1)
             head.extend(nodes)
             keep.extend(consts)
             return True

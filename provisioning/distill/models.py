@@ -30,10 +30,29 @@ class VocoderConfig:
     tail_blocks: int = 0
     """ConvNeXt blocks with a 3-frame kernel after ``blocks`` (each sees 1 frame either side), added to a
     trained vocoder by ``deepen_vocoder``."""
+    subframes: int = 1
+    """Inverse-STFT frames per latent frame: 1 (n_fft 1024, hop 256), 2 (512, 128) or 4 (256, 64). More gives
+    shorter windows, so finer time structure within a latent frame, from a head of about the same size (its outputs
+    are ``subframes`` spectra of ``n_fft / 2 + 1`` bins); ``split_head`` turns a trained vocoder's head into one."""
+
+    def __post_init__(self) -> None:
+        if self.subframes not in (1, 2, 4):
+            raise ValueError(f"subframes must be 1, 2 or 4 (n_fft 1024, 512 or 256); got {self.subframes}")
+
+    @property
+    def n_fft(self) -> int:
+        """The inverse STFT's window."""
+        return N_FFT // self.subframes
+
+    @property
+    def hop(self) -> int:
+        """The inverse STFT's hop (a quarter of its window)."""
+        return HOP // self.subframes
 
     def receptive_frames(self) -> int:
         """Frames either side of a frame that can change its audio (backbone plus the iSTFT's overlap)."""
-        return (self.in_kernel // 2) + 3 * self.blocks + self.tail_blocks + (N_FFT // HOP) // 2
+        overlap = -(-((self.n_fft // self.hop) // 2) // self.subframes)  # in latent frames, rounded up
+        return (self.in_kernel // 2) + 3 * self.blocks + self.tail_blocks + overlap
 
 
 @dataclass(frozen=True)
@@ -130,18 +149,21 @@ class StudentVocoder(nn.Module):
         self.norm = nn.LayerNorm(cfg.dim)
         self.blocks = nn.ModuleList(ConvNeXt(cfg.dim, cfg.mult) for _ in range(cfg.blocks))
         self.out_norm = nn.LayerNorm(cfg.dim)
-        self.bins = N_FFT // 2 + 1
-        self.head = nn.Linear(cfg.dim, 2 * self.bins)
+        self.bins = cfg.n_fft // 2 + 1
+        self.head = nn.Linear(cfg.dim, cfg.subframes * 2 * self.bins)
         # registered after the head (though run before it), so a deepened model's parameters keep the order,
         # and its optimiser the moments, of the model it was deepened from
         self.tail = nn.ModuleList(ConvNeXt(cfg.dim, cfg.mult, TAIL_KERNEL) for _ in range(cfg.tail_blocks))
-        self.istft = InverseSTFT()
+        self.istft = InverseSTFT(cfg.n_fft, cfg.hop)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         x = self.norm(self.inp(z).transpose(1, 2)).transpose(1, 2)
         for block in [*self.blocks, *self.tail]:
             x = block(x)
-        h = self.head(self.out_norm(x.transpose(1, 2))).transpose(1, 2)
+        h = self.head(self.out_norm(x.transpose(1, 2)))  # [B, T, subframes * 2 * bins]
+        if self.cfg.subframes > 1:  # each frame's spectra in time order: [B, T * subframes, 2 * bins]
+            h = h.reshape(h.shape[0], -1, 2 * self.bins)
+        h = h.transpose(1, 2)
         log_mag, phase = h[:, : self.bins], h[:, self.bins :]
         mag = torch.exp(log_mag.clamp(max=7.0))
         return self.istft(mag * torch.cos(phase), mag * torch.sin(phase))
@@ -274,6 +296,35 @@ def widen_vocoder(state: dict[str, torch.Tensor], cfg: VocoderConfig, mult: int,
         out[f"blocks.{b}.pw1.weight"] = torch.cat([w1, torch.randn(extra, cfg.dim, generator=generator) * scale])
         out[f"blocks.{b}.pw1.bias"] = torch.cat([b1, torch.zeros(extra)])
         out[f"blocks.{b}.pw2.weight"] = torch.cat([w2, torch.zeros(cfg.dim, extra)], 1)
+    return out
+
+
+def split_head(state: dict[str, torch.Tensor], cfg: VocoderConfig, subframes: int) -> dict[str, torch.Tensor]:
+    """A vocoder state dict whose head emits ``subframes`` spectra per latent frame (``VocoderConfig.subframes``),
+    started from the trained head of a one-subframe vocoder.
+
+    Each new spectrum takes every ``subframes``-th bin of the old one (the same frequencies) with its magnitude
+    divided by ``subframes`` (the shorter window's gain) and its phase moved to the new window's start, so a
+    sinusoid the old head made at one of those frequencies comes out the same; what changes is that the shorter
+    windows can now differ from one another within a latent frame, which training then uses.
+    """
+    if cfg.subframes != 1 or subframes not in (2, 4):
+        raise ValueError(f"split_head turns a one-subframe head into 2 or 4 subframes; got {cfg.subframes} -> "
+                         f"{subframes}")
+    new = VocoderConfig(**{**asdict(cfg), "subframes": subframes})
+    old_bins, bins = N_FFT // 2 + 1, new.n_fft // 2 + 1
+    weight, bias = state["head.weight"], state["head.bias"]  # [2 * old_bins, dim], [2 * old_bins]
+    k = torch.arange(bins)
+    pick = k * subframes
+    rows_w, rows_b = [], []
+    for s in range(subframes):
+        # sample offset of subframe s's window start from the old window's start (both centred on their frames)
+        shift = (s * new.hop + new.hop / 2 - new.n_fft / 2) - (HOP / 2 - N_FFT / 2)
+        rows_w += [weight[pick], weight[old_bins + pick]]
+        rows_b += [bias[pick] - math.log(subframes), bias[old_bins + pick] + 2 * math.pi * k * shift / new.n_fft]
+    out = dict(state)
+    out["head.weight"] = torch.cat(rows_w)
+    out["head.bias"] = torch.cat(rows_b)
     return out
 
 

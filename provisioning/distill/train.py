@@ -29,6 +29,7 @@ from jetvox.provisioning.distill.models import (
     VocoderConfig,
     acoustic_config,
     deepen_vocoder,
+    split_head,
     widen_vocoder,
 )
 
@@ -81,7 +82,8 @@ class TrainConfig:
     ``{"step": step, "model": {"mult": new}}`` (``--widen-mult``), ``{"step": step, "model": {"tail_blocks": new}}``
     (``--deepen``), ``{"step": step, "aligned": {...}}`` (``--aligned-fraction``), ``{"step": step, "ema": decay}``
     (``--ema``), ``{"step": step, "gan": {"width": n, "warmup_until": step}}`` (``--disc-width``),
-    ``{"step": step, "pairs": {...}}`` (``--pairs``) or ``{"step": step, "batch": n}`` (``--batch`` on a resume)."""
+    ``{"step": step, "pairs": {...}}`` (``--pairs``), ``{"step": step, "batch": n}`` (``--batch`` on a resume) or
+    ``{"step": step, "model": {"subframes": n}}`` (``--subframes``)."""
     aligned_fraction: float = 0.0
     """Vocoder: share of segments whose input is the acoustic student's teacher-forced latent instead of the
     teacher's (``aligned.py``); their target is still the teacher's audio."""
@@ -315,13 +317,26 @@ def deepen(state: dict[str, Any], tail_blocks: int, seed: int) -> dict[str, Any]
     return {**state, "model": model, "config": config, **({"opt": opt} if opt is not None else {})}
 
 
-def _reshape(state: dict[str, Any], widen_mult: int | None, tail_blocks: int | None, seed: int) -> dict[str, Any]:
-    """The checkpoint widened and/or deepened as asked (each only when it is not already that size)."""
+def subframed(state: dict[str, Any], subframes: int) -> dict[str, Any]:
+    """A vocoder checkpoint whose head emits ``subframes`` spectra per latent frame (``models.split_head``), the
+    change recorded; its optimiser is dropped (the head's moments have no counterpart), so training restarts it."""
+    old = VocoderConfig(**state["config"]["model"])
+    model = split_head(state["model"], old, subframes)
+    config = {**state["config"], "model": {**state["config"]["model"], "subframes": subframes}}
+    config["changes"] = [*config.get("changes", []), {"step": int(state["step"]), "model": {"subframes": subframes}}]
+    return {**{k: v for k, v in state.items() if k != "opt"}, "model": model, "config": config}
+
+
+def _reshape(state: dict[str, Any], widen_mult: int | None, tail_blocks: int | None, seed: int,
+             subframes: int | None = None) -> dict[str, Any]:
+    """The checkpoint widened, deepened and/or given a subframed head as asked (each only when not already so)."""
     model = state["config"]["model"]
     if widen_mult is not None and model.get("mult", widen_mult) < widen_mult:
         state = widen(state, widen_mult, seed)
     if tail_blocks is not None and model.get("tail_blocks", 0) < tail_blocks:
         state = deepen(state, tail_blocks, seed)
+    if subframes is not None and model.get("subframes", 1) != subframes:
+        state = subframed(state, subframes)
     if state["config"]["model"] != model:  # an average of the old shape restarts from the reshaped weights
         state = {k: v for k, v in state.items() if k != "ema"}
     return state
@@ -332,16 +347,18 @@ def _restore(cfg: TrainConfig, ckpt_path: Path, resume: bool, extend_lr: float |
              aligned: tuple[float, str] | None = None, phase_lr: float | None = None,
              tail_blocks: int | None = None, ema: float | None = None,
              disc: tuple[int, int] | None = None, pairs: dict[str, str] | None = None,
-             batch: int | None = None) -> tuple[TrainConfig, dict[str, Any] | None]:
+             batch: int | None = None, subframes: int | None = None) -> tuple[TrainConfig, dict[str, Any] | None]:
     """The run's config and the checkpoint to continue from (None to start afresh); makes the run's directory."""
     ckpt_path.parent.mkdir(parents=True, exist_ok=True)
     if not (resume and ckpt_path.exists()):
         if aligned:
             cfg = TrainConfig(**{**asdict(cfg), "aligned_fraction": aligned[0], "aligned_acoustic": aligned[1]})
         cfg = TrainConfig(**{**asdict(cfg), "pairs": pairs or {}, "batch": batch or cfg.batch})
+        if subframes is not None:  # a fresh vocoder with that head from the start
+            cfg = TrainConfig(**{**asdict(cfg), "model": {**cfg.model, "subframes": subframes}})
         return replace_gan(TrainConfig(**{**asdict(cfg), "ema": ema or cfg.ema}), gan_set), None
     state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    state = _reshape(state, widen_mult, tail_blocks, cfg.seed)
+    state = _reshape(state, widen_mult, tail_blocks, cfg.seed, subframes)
     step = int(state["step"])
     if phase_lr is not None:
         resumed = {**new_phase(state["config"], step, cfg.steps, phase_lr), "threads": cfg.threads}
@@ -699,7 +716,8 @@ def train(cfg: TrainConfig, cache: Path | Sequence[Path], out: Path, resume: boo
           stop_at: int | None = None, aligned: tuple[float, Path] | None = None,
           phase_lr: float | None = None, tail_blocks: int | None = None, ema: float | None = None,
           disc: tuple[int, int] | None = None, teacher: TeacherDecoder | None = None,
-          pairs: PairSource | None = None, device: str = "cpu", batch: int | None = None) -> dict[str, Any]:
+          pairs: PairSource | None = None, device: str = "cpu", batch: int | None = None,
+          subframes: int | None = None) -> dict[str, Any]:
     """Train (or continue training) one student; returns a summary (steps, seconds, last losses).
 
     Args:
@@ -723,6 +741,8 @@ def train(cfg: TrainConfig, cache: Path | Sequence[Path], out: Path, resume: boo
         pairs: vocoder: make its pairs from these (``PairSource``) on ``device`` instead of reading the cache's.
         device: where to train (``cpu``, ``cuda``); checkpoints are written with their tensors on the CPU.
         batch: on resume, a new batch size from here on (recorded in ``changes``).
+        subframes: vocoder, on resume: a head of this many spectra per latent frame from here on
+            (``models.split_head``; recorded in ``changes``, ignored when already so).
     """
     if pairs is not None and cfg.what != "vocoder":
         raise ValueError(f"pairs train a vocoder; got {cfg.what}")
@@ -733,7 +753,7 @@ def train(cfg: TrainConfig, cache: Path | Sequence[Path], out: Path, resume: boo
     pair_digests, make_pairs = _pair_data(pairs, limit_items, dev) if pairs else (None, None)
     cfg, state = _restore(cfg, ckpt_path := out / CKPT, resume, extend_lr, gan_set, widen_mult,
                           (aligned[0], digest) if aligned else None, phase_lr, tail_blocks, ema, disc,
-                          pair_digests, batch)
+                          pair_digests, batch, subframes)
     paths = [] if pairs else _cached_paths(cache)[:limit_items]
     cfg, state, stages, kept = _teacher_parts(cfg, state, paths, teacher)
     stages = stages.to(dev) if stages is not None else None
@@ -827,6 +847,9 @@ def _parser() -> argparse.ArgumentParser:
                     help="vocoder, with --resume: widen each ConvNeXt MLP to N x dim (new units start silent)")
     ap.add_argument("--deepen", type=int, default=None, metavar="N",
                     help="vocoder, with --resume: N tail ConvNeXt blocks (3-frame kernel) in all (new ones start silent)")
+    ap.add_argument("--subframes", type=int, default=None, choices=(2, 4),
+                    help="vocoder, with --resume: a head of N inverse-STFT frames per latent frame (n_fft 1024/N) "
+                         "from here on, started from the trained one")
     ap.add_argument("--stop-at", type=int, default=None, metavar="STEP",
                     help="stop (checkpointed) at this step; the learning-rate schedule still spans --steps")
     ap.add_argument("--aligned-fraction", type=float, default=None, metavar="F",
@@ -848,11 +871,10 @@ def _parser() -> argparse.ArgumentParser:
                          "stage (the time-domain student, hifigan.py)")
     ap.add_argument("--stage-weight", type=float, default=0.0, metavar="W",
                     help="with --prune-teacher: hold the student's stages to the teacher decoder's kept channels")
-    ap.add_argument("--pairs", type=Path, default=None, metavar="PACK",
-                    help="vocoder: make the pairs on the training device from this utterance pack (teacher_pairs.py): "
-                         "the acoustic student's latents (--pairs-acoustic) and the teacher decoder's audio of them")
-    ap.add_argument("--pairs-acoustic", type=Path, default=None, metavar="CKPT",
-                    help="with --pairs: the acoustic student's checkpoint whose teacher-forced latents are the inputs")
+    ap.add_argument("--pairs", type=Path, nargs=2, default=None, metavar=("PACK", "ACOUSTIC"),
+                    help="vocoder: make the pairs on the training device from an utterance pack (teacher_pairs.py): "
+                         "the teacher-forced latents of the acoustic student's checkpoint ACOUSTIC and the teacher "
+                         "decoder's audio of them")
     ap.add_argument("--teacher-vocoder", type=Path, default=None, metavar="ONNX",
                     help="the teacher's split vocoder.onnx (default: the provisioned teacher's under the state dir)")
     ap.add_argument("--device", default="cpu", help="where to train: cpu (default) or cuda")
@@ -868,6 +890,8 @@ def _check(ap: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, f
     """Refuse flags that do not go together, naming them; the ``--gan-set`` changes."""
     if args.widen_mult is not None and (args.what != "vocoder" or not args.resume):
         ap.error("--widen-mult widens a vocoder checkpoint: it needs --what vocoder and --resume")
+    if args.subframes is not None and (args.what != "vocoder" or not args.resume):
+        ap.error("--subframes changes a vocoder checkpoint's head: it needs --what vocoder and --resume")
     if args.deepen is not None and (args.what != "vocoder" or not args.resume or args.deepen < 1):
         ap.error(f"--deepen adds tail blocks to a vocoder checkpoint: it needs --what vocoder, --resume and N >= 1; "
                  f"got {args.deepen}")
@@ -893,8 +917,6 @@ def _check(ap: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, f
             ap.error(f"--prune-teacher expects channels per stage like 112,56,28,12; got {args.prune_teacher!r}")
         if args.what != "vocoder" or min(args.prune_teacher) < 1:
             ap.error(f"--prune-teacher starts a vocoder with positive channels; got {args.prune_teacher} for {args.what}")
-    if (args.pairs is None) != (args.pairs_acoustic is None):
-        ap.error("--pairs and --pairs-acoustic go together")
     if args.pairs is not None and (args.what != "vocoder" or args.aligned_fraction is not None):
         ap.error("--pairs makes a vocoder's pairs; it replaces --aligned-fraction and needs --what vocoder")
     if args.batch is not None and args.batch < 1:
@@ -935,14 +957,15 @@ def main(argv: list[str] | None = None) -> None:
         return
     aligned = (args.aligned_fraction, args.aligned_acoustic) if args.aligned_fraction is not None else None
     teacher_vocoder = args.teacher_vocoder or teacher_data.teacher_dir(default_state_dir()) / "vocoder.onnx"
-    pairs = PairSource(args.pairs, args.pairs_acoustic, teacher_vocoder) if args.pairs is not None else None
+    pairs = PairSource(args.pairs[0], args.pairs[1], teacher_vocoder) if args.pairs is not None else None
     try:
         summary = train(cfg, cache, out, args.resume, args.max_minutes, extend_lr=args.extend_lr, gan_set=gan_set,
                         widen_mult=args.widen_mult, stop_at=args.stop_at, aligned=aligned, phase_lr=args.phase_lr,
                         tail_blocks=args.deepen, ema=args.ema,
                         disc=(args.disc_width, args.disc_warmup) if args.disc_width is not None else None,
                         teacher=TeacherDecoder(teacher_vocoder, args.prune_teacher, args.stage_weight),
-                        pairs=pairs, device=args.device, batch=args.batch if args.resume else None)
+                        pairs=pairs, device=args.device, batch=args.batch if args.resume else None,
+                        subframes=args.subframes)
     except (FileNotFoundError, ValueError) as exc:
         raise SystemExit(f"train: {exc}") from None
     (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
