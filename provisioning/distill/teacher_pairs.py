@@ -13,6 +13,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from jetvox.device.config import default_state_dir
 from jetvox.provisioning.distill import teacher_data
 from jetvox.provisioning.distill.models import HOP, LATENT, StudentAcoustic
 
@@ -154,8 +155,6 @@ def make_pairs(utts: Utterances, acoustic: StudentAcoustic, teacher: torch.nn.Mo
 
 
 def main(argv: list[str] | None = None) -> None:
-    from jetvox.device.config import default_state_dir
-
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", type=Path, required=True, help="utterance pack to write (.npz)")
     ap.add_argument("--cache", type=Path, action="append", default=None,

@@ -686,6 +686,14 @@ def _tf32(allowed: bool) -> None:
     torch.backends.cudnn.benchmark = allowed
 
 
+def _device(name: str) -> torch.device:
+    """The torch device called ``name``; a clear error where torch sees no CUDA device and one is asked for."""
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but torch {torch.__version__} sees no CUDA device")
+    return dev
+
+
 def _file_digest(path: Path) -> str:
     if not Path(path).is_file():
         raise FileNotFoundError(f"{path} not found (expected the teacher's split vocoder.onnx)")
@@ -744,14 +752,12 @@ def train(cfg: TrainConfig, cache: Path | Sequence[Path], out: Path, resume: boo
         subframes: vocoder, on resume: a head of this many spectra per latent frame from here on
             (``models.split_head``; recorded in ``changes``, ignored when already so).
     """
+    dev = _device(device)
     if pairs is not None and cfg.what != "vocoder":
         raise ValueError(f"pairs train a vocoder; got {cfg.what}")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} asked for, but torch {torch.__version__} sees no CUDA device")
     acoustic, digest = aligned_mod.load_acoustic(aligned[1]) if aligned else (None, "")
     pair_digests, make_pairs = _pair_data(pairs, limit_items, dev) if pairs else (None, None)
-    cfg, state = _restore(cfg, ckpt_path := out / CKPT, resume, extend_lr, gan_set, widen_mult,
+    cfg, state = _restore(cfg, out / CKPT, resume, extend_lr, gan_set, widen_mult,
                           (aligned[0], digest) if aligned else None, phase_lr, tail_blocks, ema, disc,
                           pair_digests, batch, subframes)
     paths = [] if pairs else _cached_paths(cache)[:limit_items]
@@ -767,13 +773,48 @@ def train(cfg: TrainConfig, cache: Path | Sequence[Path], out: Path, resume: boo
     utterances = len(data.lengths) if isinstance(data, teacher_pairs.PairData) else len(paths)
     log.info("%s: %.2fM parameters, %d utterances, steps %d..%d on %s", cfg.what, _megaparams(model), utterances, step,
              cfg.steps, _hardware(cfg, dev))
+    run = _Run(cfg, model, opt, rng, data, loss_fn, average, stages, adversarial, {"utterances": utterances, **kept},
+               out)
+    step, seconds, last = _run_steps(run, step, seconds, min(cfg.steps, stop_at) if stop_at is not None else cfg.steps,
+                                     max_minutes)
+    return _summary(cfg, step, seconds, last, utterances)
+
+
+@dataclass
+class _Run:
+    """What a run holds while it steps (``_run_steps``)."""
+
+    cfg: TrainConfig
+    model: torch.nn.Module
+    opt: torch.optim.Optimizer
+    rng: np.random.Generator
+    data: Batches
+    loss_fn: LossFn
+    average: WeightAverage | None
+    stages: StageTeacher | None
+    adversarial: AdversarialStep | None
+    extra: dict[str, Any]
+    """Kept in every checkpoint beside the snapshot (utterances, the pruned teacher's channels)."""
+    out: Path
+
+    def checkpoint(self, step: int, seconds: float) -> None:
+        _save(self.out / CKPT, {**_snapshot(self.cfg, self.model, self.opt, self.rng, self.average), "step": step,
+                                "seconds": seconds, **(self.adversarial.state() if self.adversarial else {}),
+                                **self.extra})
+
+
+def _run_steps(run: _Run, step: int, seconds: float, end: int, max_minutes: float | None
+               ) -> tuple[int, float, dict[str, float]]:
+    """Optimiser steps from ``step`` to ``end`` or until ``max_minutes`` of wall time, checkpointed every
+    ``ckpt_every`` steps and at the end; the step reached, the seconds trained in all and the last logged losses."""
+    from tqdm import tqdm  # the training extra's; not needed to import this module
+
+    cfg = run.cfg
     t0 = started = time.monotonic()  # t0 restarts at each checkpoint (for the seconds trained); started does not
-    from tqdm import tqdm
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.what}", mininterval=10)
-    losses = _LossLog(out / LOSS_LOG, cfg, step)
-    end = min(cfg.steps, stop_at) if stop_at is not None else cfg.steps
+    losses = _LossLog(run.out / LOSS_LOG, cfg, step)
     while step < end:
-        parts = _optimise(model, opt, data, cfg, loss_fn, step, average, stages)
+        parts = _optimise(run.model, run.opt, run.data, cfg, run.loss_fn, step, run.average, run.stages)
         step += 1
         if losses.add(step, parts, seconds + time.monotonic() - t0):
             bar.set_postfix(loss=f"{losses.last['loss']:.3f}")
@@ -782,14 +823,13 @@ def train(cfg: TrainConfig, cache: Path | Sequence[Path], out: Path, resume: boo
         if step % cfg.ckpt_every == 0 or step == end or over:
             seconds += time.monotonic() - t0
             t0 = time.monotonic()
-            _save(ckpt_path, {**_snapshot(cfg, model, opt, rng, average), "step": step, "seconds": seconds,
-                              "utterances": utterances, **(adversarial.state() if adversarial else {}), **kept})
+            run.checkpoint(step, seconds)
         if over:
             log.info("time budget of %.1f min reached at step %d; checkpoint saved", max_minutes, step)
             break
     losses.close()
     bar.close()
-    return _summary(cfg, step, seconds, losses.last, utterances)
+    return step, seconds, losses.last
 
 
 def _megaparams(model: torch.nn.Module) -> float:
@@ -871,6 +911,13 @@ def _parser() -> argparse.ArgumentParser:
                          "stage (the time-domain student, hifigan.py)")
     ap.add_argument("--stage-weight", type=float, default=0.0, metavar="W",
                     help="with --prune-teacher: hold the student's stages to the teacher decoder's kept channels")
+    ap.add_argument("--from-step", type=int, default=None, metavar="STEP",
+                    help="do nothing unless the run's checkpoint has reached STEP (a later stage of a recipe)")
+    return _device_flags(ap)
+
+
+def _device_flags(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The flags of where a run trains and what it trains on there (``--pairs``, ``--device``, ``--start-from``)."""
     ap.add_argument("--pairs", type=Path, nargs=2, default=None, metavar=("PACK", "ACOUSTIC"),
                     help="vocoder: make the pairs on the training device from an utterance pack (teacher_pairs.py): "
                          "the teacher-forced latents of the acoustic student's checkpoint ACOUSTIC and the teacher "
@@ -881,8 +928,6 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--start-from", type=Path, default=None, metavar="CKPT",
                     help="with --resume, when OUT has no checkpoint yet: begin from this one's weights (its average "
                          "where kept), config and discriminators, with a fresh optimiser")
-    ap.add_argument("--from-step", type=int, default=None, metavar="STEP",
-                    help="do nothing unless the run's checkpoint has reached STEP (a later stage of a recipe)")
     return ap
 
 
