@@ -42,7 +42,7 @@ def load_acoustic(path: Path) -> tuple[StudentAcoustic, str]:
 def eligible(item: teacher_data.Item) -> bool:
     """Whether the item's audio was vocoded from its noise-0 latent, whose frames the teacher's durations cover
     exactly (so the student's teacher-forced latent lines up with the audio frame by frame)."""
-    return item.wav_from == "z0" and int(item.durations.sum()) == item.z0.shape[1]
+    return item.wav_from == "z0" and item.durations_cover_z0
 
 
 @torch.no_grad()

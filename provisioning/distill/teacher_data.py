@@ -49,6 +49,11 @@ class Item:
     """``z0`` or ``zn``: which latent ``wav`` was vocoded from."""
 
     @property
+    def durations_cover_z0(self) -> bool:
+        """Whether the durations add up to the noise-0 latent's frames (so it lines up with them, phoneme by phoneme)."""
+        return int(self.durations.sum()) == self.z0.shape[1]
+
+    @property
     def wav_z(self) -> np.ndarray:
         return self.z0 if self.wav_from == "z0" else self.zn
 

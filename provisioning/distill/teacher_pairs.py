@@ -47,7 +47,7 @@ def from_cache(paths: Sequence[Path]) -> Utterances:
     ids, durations = [], []
     for path in paths:
         item = teacher_data.load_item(path)
-        if int(item.durations.sum()) == item.z0.shape[1]:
+        if item.durations_cover_z0:
             ids.append(item.ids.astype(np.int64))
             durations.append(item.durations.astype(np.float32))
     if not ids:

@@ -201,7 +201,7 @@ class AcousticData:
     """Padded batches of (ids, teacher durations, teacher noise-0 latents)."""
 
     def __init__(self, items: list[teacher_data.Item], cfg: TrainConfig, rng: np.random.Generator) -> None:
-        self.items = [it for it in items if int(it.durations.sum()) == it.z0.shape[1]]
+        self.items = [it for it in items if it.durations_cover_z0]
         if not self.items:
             raise ValueError("no cached utterance has durations that sum to its latent length")
         self.cfg, self.rng = cfg, rng
