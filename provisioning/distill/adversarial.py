@@ -46,6 +46,9 @@ class GanConfig:
     phase_weight: float = 0.0
     """Weight of the phase-derivative distance (``losses.phase_derivative_distance``: instantaneous frequency and
     group delay, not absolute phase) inside the reconstruction loss; 0: not computed."""
+    mel_fine_weight: float = 0.0
+    """Weight of a log-power mel L1 at about 20 ms windows and 120 bands up to 8 kHz (``losses.FINE_MEL``, the
+    time and frequency resolution DNSMOS and ASR front ends look at) inside the reconstruction loss; 0: not computed."""
     width: int = 1
     """Multiplier on ``period_channels`` and ``resolution_channels`` (``train --disc-width``: wider discriminators
     started afresh part-way through a run)."""
@@ -159,7 +162,7 @@ class AdversarialStep:
         if state is not None and "opt_d" in state:  # a slim checkpoint keeps the discriminators but not their moments
             self.opt.load_state_dict(state["opt_d"])
         self.recon = VocoderLoss(cfg.mel_weight, cfg.mrstft_weight, cfg.complex_weight, cfg.wav_weight,
-                                 cfg.phase_weight).to(device)
+                                 cfg.phase_weight, cfg.mel_fine_weight).to(device)
 
     def __call__(self, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """The generator's loss (to backpropagate) and named parts; updates the discriminators itself."""

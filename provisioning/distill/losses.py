@@ -7,6 +7,9 @@ from torch.nn import functional as F
 
 SAMPLE_RATE = 22050
 RESOLUTIONS = ((512, 128), (1024, 256), (2048, 512))
+FINE_MEL = (448, 112, 120)
+"""(n_fft, hop, mel bands) of the fine mel term: about 20 ms windows at 22,050 Hz, as 16 kHz speech-quality and ASR
+front ends use (DNSMOS: 320-sample windows, 120 bands to 8 kHz), against the main mel term's 46 ms."""
 
 
 def mel_filterbank(n_fft: int = 1024, n_mels: int = 80, sr: int = SAMPLE_RATE, fmin: float = 0.0, fmax: float = 8000.0) -> torch.Tensor:
@@ -54,12 +57,17 @@ class VocoderLoss(torch.nn.Module):
     """Sum of weighted distances between a predicted and a target waveform, returned with its parts."""
 
     def __init__(self, mel_w: float = 1.0, mrstft_w: float = 1.0, complex_w: float = 1.0, wav_w: float = 0.5,
-                 phase_w: float = 0.0) -> None:
+                 phase_w: float = 0.0, mel_fine_w: float = 0.0) -> None:
         super().__init__()
         self.mel_fb: torch.Tensor
         self.w = {"mel": mel_w, "mrstft": mrstft_w, "complex": complex_w, "wav": wav_w}
         if phase_w:  # only then computed (and logged)
             self.w["phase"] = phase_w
+        if mel_fine_w:
+            self.w["mel_fine"] = mel_fine_w
+            n_fft, _, n_mels = FINE_MEL
+            self.register_buffer("fine_fb", mel_filterbank(n_fft, n_mels), persistent=False)
+            self.register_buffer(f"win{n_fft}", torch.hann_window(n_fft), persistent=False)
         self.register_buffer("mel_fb", mel_filterbank(), persistent=False)
         for n_fft, _ in RESOLUTIONS:
             self.register_buffer(f"win{n_fft}", torch.hann_window(n_fft), persistent=False)
@@ -87,6 +95,11 @@ class VocoderLoss(torch.nn.Module):
                 if "phase" in self.w:
                     parts["phase"] = phase_derivative_distance(p, t)
         parts["mrstft"] = mr / len(RESOLUTIONS)
+        if "mel_fine" in self.w:
+            n_fft, hop, _ = FINE_MEL
+            pp, tp = (self._stft(x, n_fft, hop).abs().square() for x in (pred, target))
+            parts["mel_fine"] = 0.5 * F.l1_loss(torch.log(torch.matmul(self.fine_fb, pp).clamp_min(1e-10)),
+                                                torch.log(torch.matmul(self.fine_fb, tp).clamp_min(1e-10)))
         parts["wav"] = F.l1_loss(pred, target) * 10.0
         total = torch.stack([self.w[k] * v for k, v in parts.items()]).sum()
         return total, {k: float(v.detach()) for k, v in parts.items()}
