@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 JETVOX := $(VENV)/bin/jetvox
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast provision bench bench-mqtt wyoming-bench soak typecheck verify-device fp16-evidence install teacher teacher-data distill distill-gan distill-hifi distill-wide distill-joint distill-gpu clean help
+.PHONY: setup demo test test-fast provision bench bench-mqtt wyoming-bench soak typecheck verify-device fp16-evidence install teacher teacher-data distill distill-gan distill-hifi distill-wide distill-joint distill-gpu distill-3m clean help
 
 help:
 	@echo "make demo   - set up, provision the default voice, speak a sample (demo.wav)"
@@ -181,6 +181,20 @@ distill-gpu: teacher-data
 	$(PY) -m jetvox.provisioning.distill.train --what vocoder --out $(GPU_RUN) --steps $(GPU_STEPS) --resume \
 	  --start-from $(GAN_RUN)/ckpt.pt --adversarial --phase-lr 2e-4 --ema 0.999 --batch 128 \
 	  --pairs $(GPU_PACK) $(GAN_ACOUSTIC) --device $(GPU_DEVICE) --ckpt-every 250 --max-minutes 120 --threads 4
+
+# Stage 3m (issue 10): the two-subframe head (stage 3s: 3g's head split by `train --subframes 2`, 2,495 CPU steps to
+# 55,512) trained on at batch 128 on the H200 to 57,600, then with the fine mel term (20 ms windows, 120 bands to
+# 8 kHz, weight 3) to 59,475, then on the CPU (batch 16, the first 1,000 utterances' pairs, peak 1e-4) towards
+# 63,600. `make distill-3m` resumes it where it stands; on a CPU: GPU_DEVICE=cpu M3_BATCH=16.
+M3_RUN ?= provisioning/distill/results/vocoder-3m
+M3_STEPS ?= 63600
+M3_BATCH ?= 128
+distill-3m: teacher-data
+	$(PY) -m jetvox.provisioning.distill.teacher_pairs --out $(GPU_PACK)
+	$(PY) -m jetvox.provisioning.distill.train --what vocoder --out $(M3_RUN) --steps $(M3_STEPS) --resume \
+	  --start-from provisioning/distill/results/vocoder-3s/ckpt.pt --adversarial --phase-lr 1e-4 --ema 0.999 \
+	  --batch $(M3_BATCH) --gan-set mel_fine_weight=3 --pairs $(GPU_PACK) $(GAN_ACOUSTIC) --device $(GPU_DEVICE) \
+	  --ckpt-every 250 --max-minutes 120 --threads 4
 
 # On a device, as root: code and venv in /opt/jetvox, config in /etc/jetvox, systemd units enabled.
 install:
