@@ -60,6 +60,7 @@ class VocoderLoss(torch.nn.Module):
                  phase_w: float = 0.0, mel_fine_w: float = 0.0) -> None:
         super().__init__()
         self.mel_fb: torch.Tensor
+        self.fine_fb: torch.Tensor
         self.w = {"mel": mel_w, "mrstft": mrstft_w, "complex": complex_w, "wav": wav_w}
         if phase_w:  # only then computed (and logged)
             self.w["phase"] = phase_w
