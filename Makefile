@@ -176,11 +176,12 @@ GPU_RUN ?= provisioning/distill/results/vocoder-3g
 GPU_STEPS ?= 58400
 GPU_DEVICE ?= cuda
 GPU_PACK ?= $(STATE)/distill/utterances-v1.npz
+# The pack is (re)made first; then a resumed adversarial run on pairs made on GPU_DEVICE (both GPU stages).
+GPU_TRAIN = $(PY) -m jetvox.provisioning.distill.teacher_pairs --out $(GPU_PACK) && \
+  $(PY) -m jetvox.provisioning.distill.train --what vocoder --resume --adversarial --ema 0.999 \
+  --pairs $(GPU_PACK) $(GAN_ACOUSTIC) --device $(GPU_DEVICE) --ckpt-every 250 --max-minutes 120 --threads 4
 distill-gpu: teacher-data
-	$(PY) -m jetvox.provisioning.distill.teacher_pairs --out $(GPU_PACK)
-	$(PY) -m jetvox.provisioning.distill.train --what vocoder --out $(GPU_RUN) --steps $(GPU_STEPS) --resume \
-	  --start-from $(GAN_RUN)/ckpt.pt --adversarial --phase-lr 2e-4 --ema 0.999 --batch 128 \
-	  --pairs $(GPU_PACK) $(GAN_ACOUSTIC) --device $(GPU_DEVICE) --ckpt-every 250 --max-minutes 120 --threads 4
+	$(GPU_TRAIN) --out $(GPU_RUN) --steps $(GPU_STEPS) --start-from $(GAN_RUN)/ckpt.pt --phase-lr 2e-4 --batch 128
 
 # Stage 3m (issue 10): the two-subframe head (stage 3s: 3g's head split by `train --subframes 2`, 2,495 CPU steps to
 # 55,512) trained on at batch 128 on the H200 to 57,600, then with the fine mel term (20 ms windows, 120 bands to
@@ -190,11 +191,8 @@ M3_RUN ?= provisioning/distill/results/vocoder-3m
 M3_STEPS ?= 63600
 M3_BATCH ?= 128
 distill-3m: teacher-data
-	$(PY) -m jetvox.provisioning.distill.teacher_pairs --out $(GPU_PACK)
-	$(PY) -m jetvox.provisioning.distill.train --what vocoder --out $(M3_RUN) --steps $(M3_STEPS) --resume \
-	  --start-from provisioning/distill/results/vocoder-3s/ckpt.pt --adversarial --phase-lr 1e-4 --ema 0.999 \
-	  --batch $(M3_BATCH) --gan-set mel_fine_weight=3 --pairs $(GPU_PACK) $(GAN_ACOUSTIC) --device $(GPU_DEVICE) \
-	  --ckpt-every 250 --max-minutes 120 --threads 4
+	$(GPU_TRAIN) --out $(M3_RUN) --steps $(M3_STEPS) --start-from provisioning/distill/results/vocoder-3s/ckpt.pt \
+	  --phase-lr 1e-4 --batch $(M3_BATCH) --gan-set mel_fine_weight=3
 
 # On a device, as root: code and venv in /opt/jetvox, config in /etc/jetvox, systemd units enabled.
 install:

@@ -53,6 +53,12 @@ def phase_derivative_distance(pred: torch.Tensor, target: torch.Tensor) -> torch
     return total
 
 
+def _log_mel_l1(fb: torch.Tensor, pred: torch.Tensor, target: torch.Tensor, floor: float) -> torch.Tensor:
+    """L1 between the logs of two spectrograms' mel bands (``fb``), each band floored at ``floor``."""
+    return F.l1_loss(torch.log(torch.matmul(fb, pred).clamp_min(floor)),
+                     torch.log(torch.matmul(fb, target).clamp_min(floor)))
+
+
 class VocoderLoss(torch.nn.Module):
     """Sum of weighted distances between a predicted and a target waveform, returned with its parts."""
 
@@ -85,10 +91,7 @@ class VocoderLoss(torch.nn.Module):
             sc = torch.linalg.norm(tm - pm) / torch.linalg.norm(tm).clamp_min(1e-5)
             mr = mr + sc + F.l1_loss(pm.log(), tm.log())
             if n_fft == 1024:
-                parts["mel"] = F.l1_loss(
-                    torch.log(torch.matmul(self.mel_fb, pm).clamp_min(1e-5)),
-                    torch.log(torch.matmul(self.mel_fb, tm).clamp_min(1e-5)),
-                )
+                parts["mel"] = _log_mel_l1(self.mel_fb, pm, tm, 1e-5)
                 # compressed complex spectra: magnitude ** 0.3 with the phase kept
                 pc = torch.view_as_real(p * pm.pow(-0.7))
                 tc = torch.view_as_real(t * tm.pow(-0.7))
@@ -99,8 +102,7 @@ class VocoderLoss(torch.nn.Module):
         if "mel_fine" in self.w:
             n_fft, hop, _ = FINE_MEL
             pp, tp = (self._stft(x, n_fft, hop).abs().square() for x in (pred, target))
-            parts["mel_fine"] = 0.5 * F.l1_loss(torch.log(torch.matmul(self.fine_fb, pp).clamp_min(1e-10)),
-                                                torch.log(torch.matmul(self.fine_fb, tp).clamp_min(1e-10)))
+            parts["mel_fine"] = 0.5 * _log_mel_l1(self.fine_fb, pp, tp, 1e-10)  # log power / 2: log magnitude
         parts["wav"] = F.l1_loss(pred, target) * 10.0
         total = torch.stack([self.w[k] * v for k, v in parts.items()]).sum()
         return total, {k: float(v.detach()) for k, v in parts.items()}
