@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 JETVOX := $(VENV)/bin/jetvox
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast provision bench bench-mqtt wyoming-bench soak typecheck verify-device fp16-evidence install teacher teacher-data distill distill-gan distill-hifi distill-wide distill-joint distill-gpu distill-3m clean help
+.PHONY: setup demo test test-fast provision bench bench-mqtt wyoming-bench soak typecheck verify-device fp16-evidence install teacher teacher-data distill distill-gan distill-hifi distill-wide distill-joint distill-gpu distill-3m distill-3r clean help
 
 help:
 	@echo "make demo   - set up, provision the default voice, speak a sample (demo.wav)"
@@ -177,7 +177,9 @@ GPU_STEPS ?= 58400
 GPU_DEVICE ?= cuda
 GPU_PACK ?= $(STATE)/distill/utterances-v1.npz
 # The pack is (re)made first; then a resumed adversarial run on pairs made on GPU_DEVICE (both GPU stages).
-GPU_TRAIN = $(PY) -m jetvox.provisioning.distill.teacher_pairs --out $(GPU_PACK) && \
+# PACK_FIRST=N packs only the first N utterances (a CPU's share).
+PACK_FIRST ?=
+GPU_TRAIN = $(PY) -m jetvox.provisioning.distill.teacher_pairs --out $(GPU_PACK) $(if $(PACK_FIRST),--first $(PACK_FIRST)) && \
   $(PY) -m jetvox.provisioning.distill.train --what vocoder --resume --adversarial --ema 0.999 \
   --pairs $(GPU_PACK) $(GAN_ACOUSTIC) --device $(GPU_DEVICE) --ckpt-every 250 --max-minutes 120 --threads 4
 distill-gpu: teacher-data
@@ -193,6 +195,17 @@ M3_BATCH ?= 128
 distill-3m: teacher-data
 	$(GPU_TRAIN) --out $(M3_RUN) --steps $(M3_STEPS) --start-from provisioning/distill/results/vocoder-3s/ckpt.pt \
 	  --phase-lr 1e-4 --batch $(M3_BATCH) --gan-set mel_fine_weight=3
+
+# Stage 3r: 3m's average (63,328) with a fourth resolution discriminator, 448-sample windows and hop 112 (about
+# 20 ms, the fine mel term's picture), started afresh and trained alone for 300 steps, then all of it; new phase
+# peak 1e-4. On a CPU, as it ran here (2 cores): make distill-3r GPU_DEVICE=cpu R3_BATCH=16 PACK_FIRST=1000 \
+#   GPU_PACK=$(STATE)/distill/utterances-1000.npz
+R3_RUN ?= provisioning/distill/results/vocoder-3r
+R3_STEPS ?= 68000
+R3_BATCH ?= 128
+distill-3r: teacher-data
+	$(GPU_TRAIN) --out $(R3_RUN) --steps $(R3_STEPS) --start-from $(M3_RUN)/ckpt.pt --phase-lr 1e-4 --batch $(R3_BATCH) \
+	  --add-resolution 448:112 --disc-warmup 300
 
 # On a device, as root: code and venv in /opt/jetvox, config in /etc/jetvox, systemd units enabled.
 install:

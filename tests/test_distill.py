@@ -123,7 +123,7 @@ def test_mac_count_of_a_known_graph() -> None:
 def test_phase_derivative_distance_ignores_gain_and_sees_phase_structure() -> None:
     """0 for the same audio at any gain; clearly above 0 for the same magnitudes with other phases; a real, finite
     gradient; computed (and logged) only when weighted."""
-    from jetvox.provisioning.distill.adversarial import AdversarialStep, GanConfig
+    from jetvox.provisioning.distill.adversarial import AdversarialStep, GanConfig, gan_config
     from jetvox.provisioning.distill.losses import VocoderLoss, phase_derivative_distance
 
     gen = torch.Generator().manual_seed(0)
@@ -153,7 +153,7 @@ def test_fine_mel_term_sees_structure_inside_a_46_ms_window() -> None:
     """Noise gated on and off every 25 ms against the same noise at the same mean power: the fine mel term
     (about 20 ms windows) tells them apart far more than the main 46 ms mel term; 0 for the same audio; computed
     (and logged) only when weighted, with a finite gradient; the GAN config's weight reaches the loss."""
-    from jetvox.provisioning.distill.adversarial import AdversarialStep, GanConfig
+    from jetvox.provisioning.distill.adversarial import AdversarialStep, GanConfig, gan_config
     from jetvox.provisioning.distill.losses import VocoderLoss
 
     gen = torch.Generator().manual_seed(0)
@@ -546,6 +546,40 @@ def test_wider_discriminators_start_afresh_and_train_alone_first(tiny_runs: dict
         train(TrainConfig(what="vocoder", steps=plain_step + 1), cache, plain, resume=True, disc=(2, 0))
 
 
+def test_an_added_resolution_discriminator_starts_afresh_beside_the_trained_ones(tiny_runs: dict[str, Path],
+                                                                                 tmp_path: Path) -> None:
+    """`--add-resolution N:HOP`: a resolution discriminator joins the run's trained ones (kept as they were), only
+    the discriminators train for the warmup steps, then all; recorded once; a mismatched checkpoint is refused."""
+    import shutil
+
+    from jetvox.provisioning.distill.adversarial import AdversarialStep, GanConfig, gan_config
+
+    run = tmp_path / "gan"
+    shutil.copytree(tiny_runs["vocoder"], run)
+    cache = tiny_runs["vocoder"].parent / "cache"
+    small = asdict(GanConfig(periods=(2,), period_channels=(4, 8), resolutions=((256, 64),), resolution_channels=4))
+    before = torch.load(run / "ckpt.pt", weights_only=False)["step"]
+    train(TrainConfig(what="vocoder", steps=before + 1, adversarial=True, gan=small), cache, run, resume=True)
+    start = torch.load(run / "ckpt.pt", weights_only=False)
+    add = (((128, 32),), 1)
+    summary = train(TrainConfig(what="vocoder", steps=before + 2), cache, run, resume=True, add_resolutions=add)
+    held = torch.load(run / "ckpt.pt", weights_only=False)  # the one warmup step done
+    change = {"resolutions": [[256, 64], [128, 32]], "warmup_until": before + 2}
+    assert summary["changes"][-1] == {"step": before + 1, "gan": change}
+    assert gan_config(held["config"]["gan"]).resolutions == ((256, 64), (128, 32))
+    assert {k.split(".")[1] for k in held["disc"]} == {"0", "1", "2"}  # the period, the old and the new resolution
+    assert all(torch.equal(start["model"][k], held["model"][k]) for k in start["model"])  # generator held
+    old = "members.1.convs.0.parametrizations.weight.original1"
+    assert held["disc"][old].shape == start["disc"][old].shape and not torch.equal(held["disc"][old],
+                                                                                  start["disc"][old])  # kept, trained
+    again = train(TrainConfig(what="vocoder", steps=before + 3), cache, run, resume=True, add_resolutions=add)
+    moved = torch.load(run / "ckpt.pt", weights_only=False)
+    assert again["changes"] == summary["changes"]  # already there: nothing restarted or recorded
+    assert not torch.equal(held["model"]["head.weight"], moved["model"]["head.weight"])  # warmup over: it trains
+    with pytest.raises(ValueError, match="do not match the run's GanConfig: members.1"):
+        AdversarialStep(GanConfig(**{**small, "resolutions": ((512, 128),), "resolution_channels": 8}), moved)
+
+
 def test_widening_the_vocoder_keeps_its_audio_and_trains_on(tiny_runs: dict[str, Path], tmp_path: Path) -> None:
     """`--widen-mult`: Net2Net-style wider MLPs compute the same audio at first; the optimiser carries over."""
     import shutil
@@ -770,7 +804,10 @@ def test_aligned_flags_are_checked_before_anything_runs(tiny_runs: dict[str, Pat
                         (["--deepen", "1"], "needs --what vocoder, --resume and N >= 1; got 1"),
                         (["--resume", "--deepen", "0"], "got 0"),
                         (["--resume", "--disc-width", "2"], "needs --adversarial, --resume"),
-                        (["--resume", "--adversarial", "--disc-width", "2", "--disc-warmup", "-1"], "warmup -1")):
+                        (["--resume", "--adversarial", "--disc-width", "2", "--disc-warmup", "-1"], "warmup -1"),
+                        (["--resume", "--add-resolution", "448:112"], "needs --adversarial, --resume"),
+                        (["--resume", "--adversarial", "--add-resolution", "448"], "N_FFT:HOP like 448:112; got '448'"),
+                        (["--resume", "--adversarial", "--add-resolution", "448:0"], "got '448:0'")):
         with pytest.raises(SystemExit) as exc:
             main(base + extra)
         assert exc.value.code == 2 and says in capsys.readouterr().err

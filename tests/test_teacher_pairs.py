@@ -41,6 +41,19 @@ def test_the_pack_keeps_ids_and_durations_of_the_usable_utterances(tmp_path: Pat
         teacher_pairs.load(tmp_path / "missing.npz")
 
 
+def test_first_n_packs_the_first_utterances_only(tmp_path: Path, tiny_runs: dict[str, Path],  # noqa: F811
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    cache = tiny_runs["vocoder"].parent / "cache"
+    whole = teacher_pairs.from_cache(teacher_data.cached_paths(cache))
+    teacher_pairs.main(["--out", str(tmp_path / "two.npz"), "--cache", str(cache), "--first", "2"])
+    two = teacher_pairs.load(tmp_path / "two.npz")
+    assert len(two.ids) == 2 < len(whole.ids)
+    assert two.digest() == teacher_pairs.Utterances(whole.ids[:2], whole.durations[:2]).digest()
+    with pytest.raises(SystemExit) as exc:
+        teacher_pairs.main(["--out", str(tmp_path / "none.npz"), "--cache", str(cache), "--first", "0"])
+    assert exc.value.code == 2 and "--first is a positive number of utterances; got 0" in capsys.readouterr().err
+
+
 def test_the_target_is_the_teachers_audio_of_the_students_own_latent(tmp_path: Path,
                                                                     tiny_runs: dict[str, Path]) -> None:  # noqa: F811
     teacher = _piper_decoder_onnx(tmp_path / "vocoder.onnx")

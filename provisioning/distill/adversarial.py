@@ -148,6 +148,18 @@ def generator_losses(real: list[tuple[torch.Tensor, list[torch.Tensor]]],
     return adv, fm
 
 
+def _load_members(disc: Discriminators, saved: dict[str, torch.Tensor]) -> None:
+    """Load saved discriminators into ``disc``; members past the saved ones (resolutions added on a resume) keep
+    their fresh weights. Anything else that does not match is an error."""
+    kept = len({k.split(".")[1] for k in saved})
+    own = disc.state_dict()
+    wrong = [k for k, v in saved.items() if k not in own or own[k].shape != v.shape]
+    wrong += [k for k in own if k not in saved and int(k.split(".")[1]) < kept]
+    if wrong:
+        raise ValueError(f"saved discriminators do not match the run's GanConfig: {', '.join(wrong[:4])}")
+    disc.load_state_dict(saved, strict=False)
+
+
 class AdversarialStep:
     """One training step of generator and discriminators (the discriminators first, on detached audio)."""
 
@@ -156,7 +168,7 @@ class AdversarialStep:
         self.cfg = cfg
         self.disc = Discriminators(cfg)
         if state is not None and "disc" in state:  # resuming an adversarial run (else it starts now)
-            self.disc.load_state_dict(state["disc"])
+            _load_members(self.disc, state["disc"])
         self.disc.to(device)
         self.opt = torch.optim.AdamW(self.disc.parameters(), lr=cfg.disc_lr, betas=(0.8, 0.99), weight_decay=0.01)
         if state is not None and "opt_d" in state:  # a slim checkpoint keeps the discriminators but not their moments

@@ -159,16 +159,21 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, required=True, help="utterance pack to write (.npz)")
     ap.add_argument("--cache", type=Path, action="append", default=None,
                     help="teacher-data cache; repeat for several (default: the main one under the state dir)")
+    ap.add_argument("--first", type=int, default=None, metavar="N",
+                    help="only the first N cached utterances (a smaller pack for a CPU; default: all)")
     args = ap.parse_args(argv)
+    if args.first is not None and args.first < 1:
+        ap.error(f"--first is a positive number of utterances; got {args.first}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     caches = args.cache or [teacher_data.cache_dir(default_state_dir())]
-    paths = [p for c in caches for p in teacher_data.cached_paths(c)]
+    cached = [p for c in caches for p in teacher_data.cached_paths(c)]
+    paths = cached[:args.first]
     try:
         utts = from_cache(paths)
     except (FileNotFoundError, ValueError) as exc:
         raise SystemExit(f"teacher_pairs: {exc}") from None
     save(utts, args.out)
-    log.info("%d of %d cached utterances written to %s (%.1f MB, digest %s)", len(utts.ids), len(paths), args.out,
+    log.info("%d of %d cached utterances written to %s (%.1f MB, digest %s)", len(utts.ids), len(cached), args.out,
              args.out.stat().st_size / 1e6, utts.digest())
 
 

@@ -347,7 +347,9 @@ def _restore(cfg: TrainConfig, ckpt_path: Path, resume: bool, extend_lr: float |
              aligned: tuple[float, str] | None = None, phase_lr: float | None = None,
              tail_blocks: int | None = None, ema: float | None = None,
              disc: tuple[int, int] | None = None, pairs: dict[str, str] | None = None,
-             batch: int | None = None, subframes: int | None = None) -> tuple[TrainConfig, dict[str, Any] | None]:
+             batch: int | None = None, subframes: int | None = None,
+             add_resolutions: tuple[tuple[tuple[int, int], ...], int] | None = None,
+             ) -> tuple[TrainConfig, dict[str, Any] | None]:
     """The run's config and the checkpoint to continue from (None to start afresh); makes the run's directory."""
     ckpt_path.parent.mkdir(parents=True, exist_ok=True)
     if not (resume and ckpt_path.exists()):
@@ -385,6 +387,8 @@ def _restore(cfg: TrainConfig, ckpt_path: Path, resume: bool, extend_lr: float |
         resumed["changes"] = [*resumed.get("changes", []), {"step": step, "ema": ema}]
     if disc is not None:
         resumed, state = _widen_discriminators(resumed, state, *disc)
+    if add_resolutions is not None:
+        resumed, state = _add_resolutions(resumed, state, *add_resolutions)
     if pairs is not None and resumed.get("pairs", {}) != pairs:
         resumed["pairs"] = pairs
         resumed["changes"] = [*resumed.get("changes", []), {"step": step, "pairs": pairs}]
@@ -412,6 +416,23 @@ def _widen_discriminators(resumed: dict[str, Any], state: dict[str, Any], width:
     change = {"width": width, "warmup_until": step + warmup}
     resumed = {**resumed, "gan": {**gan, **change}, "changes": [*resumed.get("changes", []), {"step": step, "gan": change}]}
     return resumed, {k: v for k, v in state.items() if k not in ("disc", "opt_d")}
+
+
+def _add_resolutions(resumed: dict[str, Any], state: dict[str, Any], resolutions: tuple[tuple[int, int], ...],
+                     warmup: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """An adversarial run's config and checkpoint with resolution discriminators at these (n_fft, hop) added after
+    its own, started afresh and trained alone (the generator held) for ``warmup`` steps; the trained ones are kept,
+    their optimiser's moments dropped. Unchanged when it already has every one."""
+    if not resumed.get("adversarial"):
+        raise ValueError("--add-resolution adds a discriminator to an adversarial run: give --adversarial")
+    gan = asdict(gan_config(resumed.get("gan")))
+    new = [tuple(r) for r in resolutions if tuple(r) not in gan["resolutions"]]
+    if not new:
+        return resumed, state
+    step = int(state["step"])
+    change = {"resolutions": [list(r) for r in (*gan["resolutions"], *new)], "warmup_until": step + warmup}
+    resumed = {**resumed, "gan": {**gan, **change}, "changes": [*resumed.get("changes", []), {"step": step, "gan": change}]}
+    return resumed, {k: v for k, v in state.items() if k != "opt_d"}
 
 
 def replace_gan(cfg: TrainConfig, gan_set: dict[str, float] | None) -> TrainConfig:
@@ -725,7 +746,8 @@ def train(cfg: TrainConfig, cache: Path | Sequence[Path], out: Path, resume: boo
           phase_lr: float | None = None, tail_blocks: int | None = None, ema: float | None = None,
           disc: tuple[int, int] | None = None, teacher: TeacherDecoder | None = None,
           pairs: PairSource | None = None, device: str = "cpu", batch: int | None = None,
-          subframes: int | None = None) -> dict[str, Any]:
+          subframes: int | None = None,
+          add_resolutions: tuple[tuple[tuple[int, int], ...], int] | None = None) -> dict[str, Any]:
     """Train (or continue training) one student; returns a summary (steps, seconds, last losses).
 
     Args:
@@ -751,6 +773,8 @@ def train(cfg: TrainConfig, cache: Path | Sequence[Path], out: Path, resume: boo
         batch: on resume, a new batch size from here on (recorded in ``changes``).
         subframes: vocoder, on resume: a head of this many spectra per latent frame from here on
             (``models.split_head``; recorded in ``changes``, ignored when already so).
+        add_resolutions: adversarial vocoder, on resume: ((n_fft, hop) of resolution discriminators to add, warmup
+            steps in which only the discriminators train); recorded in ``changes``, ignored when already there.
     """
     dev = _device(device)
     if pairs is not None and cfg.what != "vocoder":
@@ -759,7 +783,7 @@ def train(cfg: TrainConfig, cache: Path | Sequence[Path], out: Path, resume: boo
     pair_digests, make_pairs = _pair_data(pairs, limit_items, dev) if pairs else (None, None)
     cfg, state = _restore(cfg, out / CKPT, resume, extend_lr, gan_set, widen_mult,
                           (aligned[0], digest) if aligned else None, phase_lr, tail_blocks, ema, disc,
-                          pair_digests, batch, subframes)
+                          pair_digests, batch, subframes, add_resolutions)
     paths = [] if pairs else _cached_paths(cache)[:limit_items]
     cfg, state, stages, kept = _teacher_parts(cfg, state, paths, teacher)
     stages = stages.to(dev) if stages is not None else None
@@ -904,8 +928,12 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--disc-width", type=int, default=None, metavar="N",
                     help="adversarial vocoder, with --resume: discriminators N times as wide as the defaults from here "
                          "on, started afresh")
+    ap.add_argument("--add-resolution", action="append", default=[], metavar="N_FFT:HOP",
+                    help="adversarial vocoder, with --resume: add a multi-resolution discriminator looking at this "
+                         "STFT (e.g. 448:112, 20 ms windows), started afresh; repeatable")
     ap.add_argument("--disc-warmup", type=int, default=200, metavar="STEPS",
-                    help="with --disc-width: steps in which only the new discriminators train (default 200)")
+                    help="with --disc-width or --add-resolution: steps in which only the discriminators train "
+                         "(default 200)")
     ap.add_argument("--prune-teacher", default=None, metavar="C0,C1,...",
                     help="a fresh vocoder run: start from the teacher's HiFi-GAN decoder cut to these channels per "
                          "stage (the time-domain student, hifigan.py)")
@@ -955,6 +983,8 @@ def _check(ap: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, f
                                         or args.disc_warmup < 0):
         ap.error(f"--disc-width widens a resumed adversarial run's discriminators: it needs --adversarial, --resume, "
                  f"N >= 1 and --disc-warmup >= 0; got N={args.disc_width}, warmup {args.disc_warmup}")
+    if args.add_resolution:
+        args.add_resolution = _resolutions(ap, args)
     if args.prune_teacher is not None:
         try:
             args.prune_teacher = tuple(int(c) for c in args.prune_teacher.split(","))
@@ -976,6 +1006,23 @@ def _check(ap: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, f
         return gan_changes(args.gan_set)
     except ValueError as exc:
         ap.error(str(exc))
+
+
+def _resolutions(ap: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[tuple[int, int], ...]:
+    """``--add-resolution`` values as (n_fft, hop) pairs, or a clear error."""
+    if not (args.adversarial and args.resume) or args.disc_warmup < 0:
+        ap.error("--add-resolution adds a discriminator to a resumed adversarial run: it needs --adversarial, "
+                 f"--resume and --disc-warmup >= 0; got warmup {args.disc_warmup}")
+    out = []
+    for value in args.add_resolution:
+        try:
+            n_fft, hop = (int(v) for v in value.split(":"))
+        except ValueError:
+            ap.error(f"--add-resolution expects N_FFT:HOP like 448:112; got {value!r}")
+        if not 16 <= n_fft <= 8192 or not 1 <= hop <= n_fft:
+            ap.error(f"--add-resolution expects 16 <= N_FFT <= 8192 and 1 <= HOP <= N_FFT; got {value!r}")
+        out.append((n_fft, hop))
+    return tuple(out)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -1010,7 +1057,8 @@ def main(argv: list[str] | None = None) -> None:
                         disc=(args.disc_width, args.disc_warmup) if args.disc_width is not None else None,
                         teacher=TeacherDecoder(teacher_vocoder, args.prune_teacher, args.stage_weight),
                         pairs=pairs, device=args.device, batch=args.batch if args.resume else None,
-                        subframes=args.subframes)
+                        subframes=args.subframes,
+                        add_resolutions=(args.add_resolution, args.disc_warmup) if args.add_resolution else None)
     except (FileNotFoundError, ValueError) as exc:
         raise SystemExit(f"train: {exc}") from None
     (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
