@@ -2,7 +2,8 @@
 
     python -m jetvox.provisioning.distill.evaluate provisioning/distill/results/vocoder-gan
 
-Latents come from an acoustic model at noise 0 on the 26 benchmark sentences: ``joe-fast``'s (the student's,
+Latents come from an acoustic model at noise 0 on the 26 benchmark sentences (with ``--held-out``, on the gate's
+126, which begin with them): ``joe-fast``'s (the student's,
 what the vocoder gets in use; the default) or, with ``--latents en_US-joe-medium``, the teacher's (to tell a
 vocoder's own shortfall from its inputs'), or with ``--latents PATH`` an acoustic student's checkpoint (a
 ``train --what acoustic`` run's ``ckpt.pt``), whose teacher-forced distance to the teacher's latents on these
@@ -27,7 +28,7 @@ import torch
 
 from jetvox.device import config
 from jetvox.device.evaluation.naturalness import mean_naturalness
-from jetvox.device.evaluation.sentences import EVAL_SENTENCES
+from jetvox.device.evaluation.sentences import EVAL_SENTENCES, HELD_OUT
 from jetvox.device.synthesis.feeds import acoustic_feeds
 from jetvox.device.synthesis.synthesizer import synthesizer_for
 from jetvox.device.voice import manifest as mf
@@ -141,18 +142,18 @@ def checkpoint_latents(path: Path, state_dir: Path, ids_list: list[list[int]]) -
 
 
 def evaluate(run_dir: Path, teacher: str = TEACHER, latents_from: str = STUDENT, average: bool = True,
-             splice: bool = False, swap: bool = False) -> dict[str, Any]:
+             splice: bool = False, swap: bool = False, sentences: tuple[str, ...] = EVAL_SENTENCES) -> dict[str, Any]:
     """Naturalness of the checkpoint in ``run_dir`` (``ckpt.pt``; its weights' average where it keeps one, unless
     ``average`` is False), the shipped vocoder and the teacher's, all on the latents of voice ``latents_from`` (or
     of the acoustic checkpoint at that path); with ``splice``, also ``splice_report`` against the teacher's vocoder,
-    with ``swap`` its ``swap_report``."""
+    with ``swap`` its ``swap_report``; on ``sentences``."""
     from_checkpoint = latents_from not in (STUDENT, teacher)
     cfg = config.from_mapping({"voice": {"name": STUDENT if from_checkpoint else latents_from},
                                "synthesis": {"noise_scale": 0.0, "noise_w": 0.0}, "engine": {"precision": "fp32"}})
     voice = load_voice(cfg)
     synth = synthesizer_for(voice, cfg)
     params = synth.params()
-    ids_list = [list(ids) for text in EVAL_SENTENCES for ids in synth.sentences(text)]
+    ids_list = [list(ids) for text in sentences for ids in synth.sentences(text)]
     extra: dict[str, Any] = {}
     if from_checkpoint:
         latents, l1 = checkpoint_latents(Path(latents_from), cfg.state_dir, ids_list)
@@ -185,7 +186,7 @@ def evaluate(run_dir: Path, teacher: str = TEACHER, latents_from: str = STUDENT,
         "step": meta.get("step"),
         "weights": meta["weights"],
         "latents": latents_from,
-        "sentences": len(EVAL_SENTENCES),
+        "sentences": len(sentences),
         **{label: {"p808": round(s.p808, 3), "ovrl": round(s.ovrl, 3)} for label, s in scores.items()},
         "spectrum_vs_teacher_db": band_gap_db(candidate, reference, rate),
         **extra,
@@ -205,11 +206,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--swap", action="store_true",
                     help="also score the checkpoint's short-time magnitude with the teacher vocoder's phase, and the "
                          "reverse")
+    ap.add_argument("--held-out", action="store_true",
+                    help="score on the gate's 126 held-out sentences instead of the 26 benchmark ones (slower)")
     args = ap.parse_args(argv)
     if args.latents not in (STUDENT, TEACHER) and not Path(args.latents).is_file():
         ap.error(f"--latents expects {STUDENT}, {TEACHER} or an acoustic checkpoint file; got {args.latents!r}")
     print(json.dumps(evaluate(args.run, latents_from=args.latents, average=not args.last,
-                                splice=args.splice, swap=args.swap), indent=1))
+                                splice=args.splice, swap=args.swap,
+                                sentences=HELD_OUT if args.held_out else EVAL_SENTENCES), indent=1))
 
 
 if __name__ == "__main__":
