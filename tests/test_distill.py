@@ -510,9 +510,9 @@ def test_gan_set_changes_loss_weights_from_a_step_and_records_it(tiny_runs: dict
     assert again["changes"] == summary["changes"]
 
 
-def test_wider_discriminators_start_afresh_and_train_alone_first(tiny_runs: dict[str, Path], tmp_path: Path) -> None:
-    """`--disc-width N`: the discriminators restart N times as wide, only they train for the warmup steps (the
-    generator and its average are held), then both; recorded once, resumable mid-warmup."""
+def _small_adversarial_run(tiny_runs: dict[str, Path], tmp_path: Path) -> tuple[Path, Path, dict, int, dict]:
+    """A copy of the tiny vocoder run made adversarial with small discriminators and trained one step: (run dir,
+    its cache, the GanConfig as a dict, the step before, the checkpoint after)."""
     import shutil
 
     from jetvox.provisioning.distill.adversarial import GanConfig
@@ -523,7 +523,15 @@ def test_wider_discriminators_start_afresh_and_train_alone_first(tiny_runs: dict
     small = asdict(GanConfig(periods=(2,), period_channels=(4, 8), resolutions=((256, 64),), resolution_channels=4))
     before = torch.load(run / "ckpt.pt", weights_only=False)["step"]
     train(TrainConfig(what="vocoder", steps=before + 1, adversarial=True, gan=small), cache, run, resume=True)
-    start = torch.load(run / "ckpt.pt", weights_only=False)
+    return run, cache, small, before, torch.load(run / "ckpt.pt", weights_only=False)
+
+
+def test_wider_discriminators_start_afresh_and_train_alone_first(tiny_runs: dict[str, Path], tmp_path: Path) -> None:
+    """`--disc-width N`: the discriminators restart N times as wide, only they train for the warmup steps (the
+    generator and its average are held), then both; recorded once, resumable mid-warmup."""
+    import shutil
+
+    run, cache, small, before, start = _small_adversarial_run(tiny_runs, tmp_path)
     summary = train(TrainConfig(what="vocoder", steps=before + 2), cache, run, resume=True, ema=0.5, disc=(2, 2))
     held = torch.load(run / "ckpt.pt", weights_only=False)  # one of the two warmup steps done
     change = {"width": 2, "warmup_until": before + 3}
@@ -550,17 +558,9 @@ def test_an_added_resolution_discriminator_starts_afresh_beside_the_trained_ones
                                                                                  tmp_path: Path) -> None:
     """`--add-resolution N:HOP`: a resolution discriminator joins the run's trained ones (kept as they were), only
     the discriminators train for the warmup steps, then all; recorded once; a mismatched checkpoint is refused."""
-    import shutil
-
     from jetvox.provisioning.distill.adversarial import AdversarialStep, GanConfig, gan_config
 
-    run = tmp_path / "gan"
-    shutil.copytree(tiny_runs["vocoder"], run)
-    cache = tiny_runs["vocoder"].parent / "cache"
-    small = asdict(GanConfig(periods=(2,), period_channels=(4, 8), resolutions=((256, 64),), resolution_channels=4))
-    before = torch.load(run / "ckpt.pt", weights_only=False)["step"]
-    train(TrainConfig(what="vocoder", steps=before + 1, adversarial=True, gan=small), cache, run, resume=True)
-    start = torch.load(run / "ckpt.pt", weights_only=False)
+    run, cache, small, before, start = _small_adversarial_run(tiny_runs, tmp_path)
     add = (((128, 32),), 1)
     summary = train(TrainConfig(what="vocoder", steps=before + 2), cache, run, resume=True, add_resolutions=add)
     held = torch.load(run / "ckpt.pt", weights_only=False)  # the one warmup step done
