@@ -342,14 +342,17 @@ def _reshape(state: dict[str, Any], widen_mult: int | None, tail_blocks: int | N
     return state
 
 
+AddedResolutions = tuple[tuple[tuple[int, int], ...], int]
+"""``train``'s ``add_resolutions``: (n_fft, hop) of each resolution discriminator to add, and warmup steps."""
+
+
 def _restore(cfg: TrainConfig, ckpt_path: Path, resume: bool, extend_lr: float | None,
              gan_set: dict[str, float] | None = None, widen_mult: int | None = None,
              aligned: tuple[float, str] | None = None, phase_lr: float | None = None,
              tail_blocks: int | None = None, ema: float | None = None,
              disc: tuple[int, int] | None = None, pairs: dict[str, str] | None = None,
              batch: int | None = None, subframes: int | None = None,
-             add_resolutions: tuple[tuple[tuple[int, int], ...], int] | None = None,
-             ) -> tuple[TrainConfig, dict[str, Any] | None]:
+             add_resolutions: AddedResolutions | None = None) -> tuple[TrainConfig, dict[str, Any] | None]:
     """The run's config and the checkpoint to continue from (None to start afresh); makes the run's directory."""
     ckpt_path.parent.mkdir(parents=True, exist_ok=True)
     if not (resume and ckpt_path.exists()):
@@ -721,10 +724,12 @@ def _file_digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
-def _pair_data(source: PairSource, limit_items: int | None, device: torch.device
+def _pair_data(source: PairSource, limit_items: int | None, device: torch.device, what: str = "vocoder"
                ) -> tuple[dict[str, str], Callable[[TrainConfig, np.random.Generator], teacher_pairs.PairData]]:
     """The digests of a pair source (for the run's config) and what makes its batches once the run's config and
-    data RNG are known (the pairs are made on ``device`` then)."""
+    data RNG are known (the pairs are made on ``device`` then); pairs train only a vocoder (``what``)."""
+    if what != "vocoder":
+        raise ValueError(f"pairs train a vocoder; got {what}")
     utts = teacher_pairs.load(source.utterances)
     utts = teacher_pairs.Utterances(utts.ids[:limit_items], utts.durations[:limit_items])
     acoustic, acoustic_digest = aligned_mod.load_acoustic(source.acoustic)
@@ -746,8 +751,7 @@ def train(cfg: TrainConfig, cache: Path | Sequence[Path], out: Path, resume: boo
           phase_lr: float | None = None, tail_blocks: int | None = None, ema: float | None = None,
           disc: tuple[int, int] | None = None, teacher: TeacherDecoder | None = None,
           pairs: PairSource | None = None, device: str = "cpu", batch: int | None = None,
-          subframes: int | None = None,
-          add_resolutions: tuple[tuple[tuple[int, int], ...], int] | None = None) -> dict[str, Any]:
+          subframes: int | None = None, add_resolutions: AddedResolutions | None = None) -> dict[str, Any]:
     """Train (or continue training) one student; returns a summary (steps, seconds, last losses).
 
     Args:
@@ -773,14 +777,11 @@ def train(cfg: TrainConfig, cache: Path | Sequence[Path], out: Path, resume: boo
         batch: on resume, a new batch size from here on (recorded in ``changes``).
         subframes: vocoder, on resume: a head of this many spectra per latent frame from here on
             (``models.split_head``; recorded in ``changes``, ignored when already so).
-        add_resolutions: adversarial vocoder, on resume: ((n_fft, hop) of resolution discriminators to add, warmup
-            steps in which only the discriminators train); recorded in ``changes``, ignored when already there.
+        add_resolutions: adversarial vocoder, on resume: resolution discriminators to add (``_add_resolutions``).
     """
     dev = _device(device)
-    if pairs is not None and cfg.what != "vocoder":
-        raise ValueError(f"pairs train a vocoder; got {cfg.what}")
     acoustic, digest = aligned_mod.load_acoustic(aligned[1]) if aligned else (None, "")
-    pair_digests, make_pairs = _pair_data(pairs, limit_items, dev) if pairs else (None, None)
+    pair_digests, make_pairs = _pair_data(pairs, limit_items, dev, cfg.what) if pairs else (None, None)
     cfg, state = _restore(cfg, out / CKPT, resume, extend_lr, gan_set, widen_mult,
                           (aligned[0], digest) if aligned else None, phase_lr, tail_blocks, ema, disc,
                           pair_digests, batch, subframes, add_resolutions)
