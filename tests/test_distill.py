@@ -123,7 +123,7 @@ def test_mac_count_of_a_known_graph() -> None:
 def test_phase_derivative_distance_ignores_gain_and_sees_phase_structure() -> None:
     """0 for the same audio at any gain; clearly above 0 for the same magnitudes with other phases; a real, finite
     gradient; computed (and logged) only when weighted."""
-    from jetvox.provisioning.distill.adversarial import AdversarialStep, GanConfig, gan_config
+    from jetvox.provisioning.distill.adversarial import AdversarialStep, GanConfig
     from jetvox.provisioning.distill.losses import VocoderLoss, phase_derivative_distance
 
     gen = torch.Generator().manual_seed(0)
@@ -153,7 +153,7 @@ def test_fine_mel_term_sees_structure_inside_a_46_ms_window() -> None:
     """Noise gated on and off every 25 ms against the same noise at the same mean power: the fine mel term
     (about 20 ms windows) tells them apart far more than the main 46 ms mel term; 0 for the same audio; computed
     (and logged) only when weighted, with a finite gradient; the GAN config's weight reaches the loss."""
-    from jetvox.provisioning.distill.adversarial import AdversarialStep, GanConfig, gan_config
+    from jetvox.provisioning.distill.adversarial import AdversarialStep, GanConfig
     from jetvox.provisioning.distill.losses import VocoderLoss
 
     gen = torch.Generator().manual_seed(0)

@@ -415,10 +415,7 @@ def _widen_discriminators(resumed: dict[str, Any], state: dict[str, Any], width:
     gan = asdict(gan_config(resumed.get("gan")))
     if gan["width"] == width:
         return resumed, state
-    step = int(state["step"])
-    change = {"width": width, "warmup_until": step + warmup}
-    resumed = {**resumed, "gan": {**gan, **change}, "changes": [*resumed.get("changes", []), {"step": step, "gan": change}]}
-    return resumed, {k: v for k, v in state.items() if k not in ("disc", "opt_d")}
+    return _restart_discriminators(resumed, state, gan, {"width": width}, warmup, ("disc", "opt_d"))
 
 
 def _add_resolutions(resumed: dict[str, Any], state: dict[str, Any], resolutions: tuple[tuple[int, int], ...],
@@ -432,10 +429,19 @@ def _add_resolutions(resumed: dict[str, Any], state: dict[str, Any], resolutions
     new = [tuple(r) for r in resolutions if tuple(r) not in gan["resolutions"]]
     if not new:
         return resumed, state
+    change = {"resolutions": [list(r) for r in (*gan["resolutions"], *new)]}
+    return _restart_discriminators(resumed, state, gan, change, warmup, ("opt_d",))
+
+
+def _restart_discriminators(resumed: dict[str, Any], state: dict[str, Any], gan: dict[str, Any],
+                            change: dict[str, Any], warmup: int,
+                            drop: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The config with ``change`` to its GanConfig ``gan`` and a warmup of ``warmup`` steps from the checkpoint's
+    step, recorded in ``changes``; the checkpoint without the keys in ``drop`` (what starts afresh)."""
     step = int(state["step"])
-    change = {"resolutions": [list(r) for r in (*gan["resolutions"], *new)], "warmup_until": step + warmup}
+    change = {**change, "warmup_until": step + warmup}
     resumed = {**resumed, "gan": {**gan, **change}, "changes": [*resumed.get("changes", []), {"step": step, "gan": change}]}
-    return resumed, {k: v for k, v in state.items() if k != "opt_d"}
+    return resumed, {k: v for k, v in state.items() if k not in drop}
 
 
 def replace_gan(cfg: TrainConfig, gan_set: dict[str, float] | None) -> TrainConfig:
@@ -724,7 +730,7 @@ def _file_digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
-def _pair_data(source: PairSource, limit_items: int | None, device: torch.device, what: str = "vocoder"
+def _pair_data(source: PairSource, limit_items: int | None, device: torch.device, what: str
                ) -> tuple[dict[str, str], Callable[[TrainConfig, np.random.Generator], teacher_pairs.PairData]]:
     """The digests of a pair source (for the run's config) and what makes its batches once the run's config and
     data RNG are known (the pairs are made on ``device`` then); pairs train only a vocoder (``what``)."""
