@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 JETVOX := $(VENV)/bin/jetvox
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast provision bench bench-mqtt wyoming-bench soak typecheck verify-device fp16-evidence install teacher teacher-data distill distill-gan distill-hifi distill-wide distill-joint distill-gpu distill-3m distill-3r distill-3w clean help
+.PHONY: setup demo test test-fast provision bench bench-mqtt wyoming-bench soak typecheck verify-device fp16-evidence install teacher teacher-data teacher-data-wide distill distill-gan distill-hifi distill-wide distill-joint distill-gpu distill-3m distill-3r distill-3w clean help
 
 help:
 	@echo "make demo   - set up, provision the default voice, speak a sample (demo.wav)"
@@ -145,9 +145,10 @@ STATE_CACHE = $(STATE)/distill/teacher-v1
 ACOUSTIC_FROM ?= provisioning/distill/results/acoustic-ckpt.pt
 ACOUSTIC_RUN ?= provisioning/distill/results/acoustic-wide
 ACOUSTIC_STEPS ?= 30000
-distill-wide: teacher-data
-	$(PY) -m pip install -q $(TRAIN_DEPS)
+# The wide-vocabulary sentences through the teacher, in their own cache ($(STATE_CACHE)-wide); kept like teacher-data's.
+teacher-data-wide: teacher-data
 	$(PY) -m jetvox.provisioning.distill.teacher_data --wide --threads 2
+distill-wide: teacher-data-wide
 	test -f $(ACOUSTIC_RUN)/ckpt.pt || { mkdir -p $(ACOUSTIC_RUN) && cp $(ACOUSTIC_FROM) $(ACOUSTIC_RUN)/ckpt.pt; }
 	$(PY) -m jetvox.provisioning.distill.train --what acoustic --out $(ACOUSTIC_RUN) --steps $(ACOUSTIC_STEPS) \
 	  --batch 8 --threads 1 --resume --max-minutes 120 --cache $(STATE_CACHE) --cache $(STATE_CACHE)-wide --phase-lr 3e-4
@@ -178,13 +179,15 @@ GPU_DEVICE ?= cuda
 GPU_PACK ?= $(STATE)/distill/utterances-v1.npz
 # The pack is (re)made first; then a resumed adversarial run on pairs made on GPU_DEVICE (both GPU stages).
 # PACK_FIRST=N packs only the first N utterances (a CPU's share); PACK_CACHES names the teacher caches to pack,
-# in order (default: the main one).
+# in order (default: the main one); TRAIN_THREADS and TRAIN_MINUTES bound each run.
 PACK_FIRST ?=
 PACK_CACHES ?=
+TRAIN_THREADS ?= 4
+TRAIN_MINUTES ?= 120
 GPU_TRAIN = $(PY) -m jetvox.provisioning.distill.teacher_pairs --out $(GPU_PACK) $(if $(PACK_FIRST),--first $(PACK_FIRST)) \
   $(foreach c,$(PACK_CACHES),--cache $(c)) && \
   $(PY) -m jetvox.provisioning.distill.train --what vocoder --resume --adversarial --ema 0.999 \
-  --pairs $(GPU_PACK) $(GAN_ACOUSTIC) --device $(GPU_DEVICE) --ckpt-every 250 --max-minutes 120 --threads 4
+  --pairs $(GPU_PACK) $(GAN_ACOUSTIC) --device $(GPU_DEVICE) --ckpt-every 250 --max-minutes $(TRAIN_MINUTES) --threads $(TRAIN_THREADS)
 distill-gpu: teacher-data
 	$(GPU_TRAIN) --out $(GPU_RUN) --steps $(GPU_STEPS) --start-from $(GAN_RUN)/ckpt.pt --phase-lr 2e-4 --batch 128
 
@@ -212,7 +215,8 @@ distill-3r: teacher-data
 
 # Stage 3w: 3r's average (66,904) on more varied pairs: all 4,000 wide-vocabulary utterances (`teacher_data --wide`)
 # and then the first 1,000 of the main cache (3r's own), 5,000 in all; new phase peak 1e-4. The CPU's recipe (2
-# cores, about 20 minutes of pair making, then 78 minutes of steps); on a GPU: W3_BATCH=128 GPU_DEVICE=cuda.
+# cores, about 20 minutes of pair making, then 78 minutes of steps); on a GPU: W3_BATCH=128 GPU_DEVICE=cuda
+# TRAIN_THREADS=4 TRAIN_MINUTES=120.
 W3_RUN ?= provisioning/distill/results/vocoder-3w
 W3_STEPS ?= 70000
 W3_BATCH ?= 16
@@ -220,10 +224,10 @@ distill-3w: GPU_DEVICE = cpu
 distill-3w: GPU_PACK = $(STATE)/distill/utterances-w5000.npz
 distill-3w: PACK_CACHES = $(STATE_CACHE)-wide $(STATE_CACHE)
 distill-3w: PACK_FIRST = 5000
-distill-3w: teacher-data
-	$(PY) -m jetvox.provisioning.distill.teacher_data --wide --threads 2
-	$(GPU_TRAIN) --out $(W3_RUN) --steps $(W3_STEPS) --start-from $(R3_RUN)/ckpt.pt --phase-lr 1e-4 --batch $(W3_BATCH) \
-	  --threads 2 --max-minutes 78
+distill-3w: TRAIN_THREADS = 2
+distill-3w: TRAIN_MINUTES = 78
+distill-3w: teacher-data-wide
+	$(GPU_TRAIN) --out $(W3_RUN) --steps $(W3_STEPS) --start-from $(R3_RUN)/ckpt.pt --phase-lr 1e-4 --batch $(W3_BATCH)
 
 # On a device, as root: code and venv in /opt/jetvox, config in /etc/jetvox, systemd units enabled.
 install:
