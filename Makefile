@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 JETVOX := $(VENV)/bin/jetvox
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast provision bench bench-mqtt wyoming-bench soak typecheck verify-device fp16-evidence install teacher teacher-data teacher-data-wide distill distill-gan distill-hifi distill-wide distill-joint distill-gpu distill-3m distill-3r distill-3w clean help
+.PHONY: setup demo test test-fast provision bench bench-mqtt wyoming-bench soak typecheck verify-device fp16-evidence install teacher train-deps teacher-data teacher-data-wide distill distill-gan distill-hifi distill-wide distill-joint distill-gpu distill-3m distill-3r distill-3w distill-3x clean help
 
 help:
 	@echo "make demo   - set up, provision the default voice, speak a sample (demo.wav)"
@@ -52,8 +52,10 @@ teacher: setup
 	$(JETVOX) provision --voice $(TEACHER_VOICE)
 # The whole corpus (4,000 sentences) through the teacher, on both cores; cached utterances are kept, so a rerun
 # on a machine that has them costs seconds, and one on a fresh machine rebuilds what the later stages train on.
-teacher-data: teacher
+# The training extra (torch for the CPU, tqdm, wonderwords for the wide corpus) beside the teacher.
+train-deps: teacher
 	$(PY) -m pip install -q $(TRAIN_DEPS)
+teacher-data: train-deps
 	$(PY) -m jetvox.provisioning.distill.teacher_data --shard 0 --shards 2 & pid=$$!; \
 	  $(PY) -m jetvox.provisioning.distill.teacher_data --shard 1 --shards 2 && wait $$pid
 distill: provision teacher
@@ -178,17 +180,19 @@ GPU_STEPS ?= 58400
 GPU_DEVICE ?= cuda
 GPU_PACK ?= $(STATE)/distill/utterances-v1.npz
 # The pack is (re)made first; then a resumed adversarial run on pairs made on GPU_DEVICE (both GPU stages).
-# PACK_FIRST=N packs only the first N utterances (a CPU's share); PACK_CACHES names the teacher caches to pack,
-# in order (default: the main one); TRAIN_THREADS and TRAIN_MINUTES bound each run.
+# PACK_FIRST=N packs only the first N utterances (a CPU's share); PACK_CORPORA names the corpora to pack, in
+# order, their durations from the teacher's acoustic model run then (a few minutes; no teacher cache, which takes
+# an hour or more on a fresh machine, and the same pack: the digests match the caches'); TRAIN_THREADS and
+# TRAIN_MINUTES bound each run.
 PACK_FIRST ?=
-PACK_CACHES ?=
+PACK_CORPORA ?= main
 TRAIN_THREADS ?= 4
 TRAIN_MINUTES ?= 120
 GPU_TRAIN = $(PY) -m jetvox.provisioning.distill.teacher_pairs --out $(GPU_PACK) $(if $(PACK_FIRST),--first $(PACK_FIRST)) \
-  $(foreach c,$(PACK_CACHES),--cache $(c)) && \
+  $(foreach c,$(PACK_CORPORA),--corpus $(c)) --threads $(TRAIN_THREADS) && \
   $(PY) -m jetvox.provisioning.distill.train --what vocoder --resume --adversarial --ema 0.999 \
   --pairs $(GPU_PACK) $(GAN_ACOUSTIC) --device $(GPU_DEVICE) --ckpt-every 250 --max-minutes $(TRAIN_MINUTES) --threads $(TRAIN_THREADS)
-distill-gpu: teacher-data
+distill-gpu: train-deps
 	$(GPU_TRAIN) --out $(GPU_RUN) --steps $(GPU_STEPS) --start-from $(GAN_RUN)/ckpt.pt --phase-lr 2e-4 --batch 128
 
 # Stage 3m (issue 10): the two-subframe head (stage 3s: 3g's head split by `train --subframes 2`, 2,495 CPU steps to
@@ -198,7 +202,7 @@ distill-gpu: teacher-data
 M3_RUN ?= provisioning/distill/results/vocoder-3m
 M3_STEPS ?= 63600
 M3_BATCH ?= 128
-distill-3m: teacher-data
+distill-3m: train-deps
 	$(GPU_TRAIN) --out $(M3_RUN) --steps $(M3_STEPS) --start-from provisioning/distill/results/vocoder-3s/ckpt.pt \
 	  --phase-lr 1e-4 --batch $(M3_BATCH) --gan-set mel_fine_weight=3
 
@@ -209,7 +213,7 @@ distill-3m: teacher-data
 R3_RUN ?= provisioning/distill/results/vocoder-3r
 R3_STEPS ?= 68000
 R3_BATCH ?= 128
-distill-3r: teacher-data
+distill-3r: train-deps
 	$(GPU_TRAIN) --out $(R3_RUN) --steps $(R3_STEPS) --start-from $(M3_RUN)/ckpt.pt --phase-lr 1e-4 --batch $(R3_BATCH) \
 	  --add-resolution 448:112 --disc-warmup 300
 
@@ -222,12 +226,29 @@ W3_STEPS ?= 70000
 W3_BATCH ?= 16
 distill-3w: GPU_DEVICE = cpu
 distill-3w: GPU_PACK = $(STATE)/distill/utterances-w5000.npz
-distill-3w: PACK_CACHES = $(STATE_CACHE)-wide $(STATE_CACHE)
+distill-3w: PACK_CORPORA = wide main
 distill-3w: PACK_FIRST = 5000
 distill-3w: TRAIN_THREADS = 2
 distill-3w: TRAIN_MINUTES = 78
-distill-3w: teacher-data-wide
+distill-3w: train-deps
 	$(GPU_TRAIN) --out $(W3_RUN) --steps $(W3_STEPS) --start-from $(R3_RUN)/ckpt.pt --phase-lr 1e-4 --batch $(W3_BATCH)
+
+# Stage 3x: 3w's average (69,499) with a fifth resolution discriminator, 256-sample windows and hop 64 (11.6 ms,
+# finer in time than any of the four: pitch pulses within the 11.6 ms latent frame), started afresh and trained
+# alone for 300 steps, then all of it, on 3w's pairs; new phase peak 1e-4. The CPU's recipe, as 3w's; on a GPU:
+# X3_BATCH=128 GPU_DEVICE=cuda TRAIN_THREADS=4 TRAIN_MINUTES=120.
+X3_RUN ?= provisioning/distill/results/vocoder-3x
+X3_STEPS ?= 72500
+X3_BATCH ?= 16
+distill-3x: GPU_DEVICE = cpu
+distill-3x: GPU_PACK = $(STATE)/distill/utterances-w5000.npz
+distill-3x: PACK_CORPORA = wide main
+distill-3x: PACK_FIRST = 5000
+distill-3x: TRAIN_THREADS = 2
+distill-3x: TRAIN_MINUTES = 80
+distill-3x: train-deps
+	$(GPU_TRAIN) --out $(X3_RUN) --steps $(X3_STEPS) --start-from $(W3_RUN)/ckpt.pt --phase-lr 1e-4 --batch $(X3_BATCH) \
+	  --add-resolution 256:64 --disc-warmup 300
 
 # On a device, as root: code and venv in /opt/jetvox, config in /etc/jetvox, systemd units enabled.
 install:

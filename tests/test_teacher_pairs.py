@@ -126,3 +126,42 @@ def test_pair_flags_are_checked_before_anything_runs(tmp_path: Path, capsys: pyt
             main(base + extra)
         assert message in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_the_teachers_durations_alone_make_the_caches_pack(tmp_path: Path) -> None:
+    """`--corpus` (no cache: the teacher's acoustic model run now) packs what `--cache` packs from the caches."""
+    from tests.voicefix import provisioned_state_dir
+
+    state = provisioned_state_dir()
+    corpora = [["The heat pump is warming up. Hello there."], ["Good night! Doors are locked."]]
+    for n, sentences in enumerate(corpora):
+        teacher_data.build_cache(state, sentences, tmp_path / f"cache{n}")
+    cached = [p for n in range(2) for p in teacher_data.cached_paths(tmp_path / f"cache{n}")]
+    assert len(cached) == 4
+    for first in (None, 3):
+        made = teacher_pairs.from_teacher(state, corpora, first=first)
+        assert made.digest() == teacher_pairs.from_cache(cached[:first]).digest()
+        assert len(made.ids) == (first or 4)
+    with pytest.raises(ValueError, match="expected a corpus named one of main, wide; got 'big'"):
+        teacher_data.corpus_sentences("big")
+
+
+@pytest.mark.slow
+def test_a_pack_made_from_the_corpus_is_kept_for_the_same_request(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A training recipe remakes its pack on every run: what the teacher made for the same request is kept."""
+    from tests.voicefix import provisioned_state_dir
+
+    corpora = {"main": ["The heat pump is warming up. Hello there."], "wide": ["Good night!"]}
+    monkeypatch.setattr(teacher_data, "corpus_sentences", lambda name, size=None: corpora[name])
+    out = tmp_path / "pack.npz"
+    args = ["--out", str(out), "--corpus", "wide", "--corpus", "main", "--state-dir", str(provisioned_state_dir())]
+    teacher_pairs.main(args)
+    made = out.stat().st_mtime_ns
+    assert teacher_pairs.made_by(out) == "corpus wide + main, first None" and len(teacher_pairs.load(out).ids) == 3
+    teacher_pairs.main(args)
+    assert out.stat().st_mtime_ns == made  # kept
+    teacher_pairs.main([*args, "--first", "2"])  # another request: made again
+    assert teacher_pairs.made_by(out) == "corpus wide + main, first 2" and len(teacher_pairs.load(out).ids) == 2
+    assert teacher_pairs.made_by(tmp_path / "none.npz") is None

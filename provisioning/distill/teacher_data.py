@@ -73,6 +73,19 @@ def wide_cache_dir(state_dir: Path) -> Path:
     return Path(state_dir) / "distill" / f"teacher-v{CACHE_VERSION}-wide"
 
 
+MAIN, WIDE = "main", "wide"
+CORPORA = (MAIN, WIDE)
+
+
+def corpus_sentences(name: str, size: int | None = None) -> list[str]:
+    """The sentences of the ``main`` corpus (``corpus.py``) or the ``wide`` one (``wide_corpus.py``), as cached."""
+    if name == WIDE:
+        return generate_wide(size or WIDE_SIZE, WIDE_SEED, exclude=generate(DEFAULT_SIZE, SEED))
+    if name == MAIN:
+        return generate(size or DEFAULT_SIZE, SEED)
+    raise ValueError(f"expected a corpus named one of {', '.join(CORPORA)}; got {name!r}")
+
+
 def _session(path: Path, threads: int):  # type: ignore[no-untyped-def]
 
     if not path.is_file():
@@ -140,6 +153,23 @@ def build_cache(
     return written
 
 
+def timings(state_dir: Path, sentences: list[str], threads: int = 1) -> Iterator[tuple[str, np.ndarray, np.ndarray, int]]:
+    """(key, ids, durations, noise-0 latent frames) per utterance the cache would hold, from the teacher's acoustic
+    model alone (no latents kept, no audio): what an utterance pack needs, in a small part of the cache's time."""
+    from tqdm import tqdm
+
+    tdir = teacher_dir(state_dir)
+    manifest = mf.read_manifest(tdir)
+    phon = Phonemizer(manifest.espeak_voice, manifest.phoneme_id_map)
+    acoustic = _session(tdir / "acoustic.onnx", threads)
+    for key, text in tqdm(sorted(utterances(sentences)), desc="teacher durations", mininterval=5):
+        ids = phon.sentence_ids(text)
+        if not ids:
+            continue
+        z0, dur = acoustic.run(["z", "durations"], acoustic_feeds(ids, DET_SCALES))
+        yield key, np.asarray(ids, dtype=np.int64), dur[0].astype(np.float32), int(z0.shape[2])
+
+
 def load_item(path: Path) -> Item:
     """Read one cached utterance."""
     with np.load(path) as f:
@@ -175,11 +205,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     state = args.state_dir or default_state_dir()
-    if args.wide:
-        sentences = generate_wide(args.size or WIDE_SIZE, WIDE_SEED, exclude=generate(DEFAULT_SIZE, SEED))
-        out = wide_cache_dir(state)
-    else:
-        sentences, out = generate(args.size or DEFAULT_SIZE, SEED), cache_dir(state)
+    sentences = corpus_sentences(WIDE if args.wide else MAIN, args.size)
+    out = wide_cache_dir(state) if args.wide else cache_dir(state)
     n = build_cache(state, sentences, out, args.shard, args.shards, args.threads, args.limit)
     log.info("shard %d/%d: wrote %d new items to %s", args.shard, args.shards, n, out)
 

@@ -55,15 +55,52 @@ def from_cache(paths: Sequence[Path]) -> Utterances:
     return Utterances(ids, durations)
 
 
-def save(utts: Utterances, path: Path) -> Path:
-    """Write ``utts`` as one compressed npz (atomically, with ``os.replace``)."""
+def from_teacher(state_dir: Path, corpora: Sequence[list[str]], first: int | None = None,
+                 threads: int = 1) -> Utterances:
+    """The utterances ``from_cache`` would pack from the caches of ``corpora`` (in order; ``first``: only the first N
+    the caches would hold), their durations from the teacher's acoustic model run here: no cache needed.
+
+    Args:
+        state_dir: jetvox state dir holding the provisioned teacher.
+        corpora: each corpus' sentences (``teacher_data.corpus_sentences``), in the order to pack them.
+        first: only the first N utterances (before the durations check, as ``--first`` counts cached ones).
+        threads: ONNX Runtime intra-op threads.
+    """
+    ids, durations, seen = [], [], 0
+    for sentences in corpora:
+        for _key, i, dur, frames in teacher_data.timings(state_dir, sentences, threads):
+            seen += 1
+            if int(dur.sum()) == frames:
+                ids.append(i)
+                durations.append(dur)
+            if seen == first:
+                break
+        if seen == first:
+            break
+    if not ids:
+        raise ValueError("no utterance's durations sum to its latent length")
+    return Utterances(ids, durations)
+
+
+def save(utts: Utterances, path: Path, request: str = "") -> Path:
+    """Write ``utts`` as one compressed npz (atomically, with ``os.replace``), with the ``request`` that made it."""
     lengths = np.array([len(i) for i in utts.ids], dtype=np.int64)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".tmp-{path.name}")
     with tmp.open("wb") as f:
-        np.savez_compressed(f, version=np.int64(PACK_VERSION), lengths=lengths,
+        np.savez_compressed(f, version=np.int64(PACK_VERSION), lengths=lengths, request=np.array(request),
                             ids=np.concatenate(utts.ids).astype(np.int16), durations=np.concatenate(utts.durations))
     os.replace(tmp, path)
     return path
+
+
+def made_by(path: Path) -> str | None:
+    """The request a pack at ``path`` was made by (``save``'s), or None where there is none or no pack."""
+    try:
+        with np.load(path) as f:
+            return str(f["request"]) if "request" in f else None
+    except (OSError, ValueError):
+        return None
 
 
 def load(path: Path) -> Utterances:
@@ -157,23 +194,41 @@ def make_pairs(utts: Utterances, acoustic: StudentAcoustic, teacher: torch.nn.Mo
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", type=Path, required=True, help="utterance pack to write (.npz)")
-    ap.add_argument("--cache", type=Path, action="append", default=None,
-                    help="teacher-data cache; repeat for several (default: the main one under the state dir)")
+    source = ap.add_mutually_exclusive_group()
+    source.add_argument("--cache", type=Path, action="append", default=None,
+                        help="teacher-data cache; repeat for several (default: the main one under the state dir)")
+    source.add_argument("--corpus", choices=teacher_data.CORPORA, action="append", default=None,
+                        help="no cache: the corpus' durations from the teacher's acoustic model, run now (minutes, "
+                             "where its cache takes an hour); repeat for several, in order; the same pack as --cache")
     ap.add_argument("--first", type=int, default=None, metavar="N",
                     help="only the first N cached utterances (a smaller pack for a CPU; default: all)")
+    ap.add_argument("--state-dir", type=Path, default=None, help="jetvox state dir (default: the configured one)")
+    ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads for --corpus (default 1)")
     args = ap.parse_args(argv)
     if args.first is not None and args.first < 1:
         ap.error(f"--first is a positive number of utterances; got {args.first}")
+    if args.threads < 1:
+        ap.error(f"--threads is a positive number; got {args.threads}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    caches = args.cache or [teacher_data.cache_dir(default_state_dir())]
-    cached = [p for c in caches for p in teacher_data.cached_paths(c)]
-    paths = cached[:args.first]
+    state = args.state_dir or default_state_dir()
+    request = f"corpus {' + '.join(args.corpus)}, first {args.first}" if args.corpus else ""
+    if request and made_by(args.out) == request:
+        log.info("%s is the pack of %s already; kept", args.out, request)
+        return
     try:
-        utts = from_cache(paths)
+        if args.corpus:
+            corpora = [teacher_data.corpus_sentences(name) for name in args.corpus]
+            utts = from_teacher(state, corpora, args.first, args.threads)
+            origin = f"the teacher's durations of {' + '.join(args.corpus)}"
+        else:
+            caches = args.cache or [teacher_data.cache_dir(state)]
+            cached = [p for c in caches for p in teacher_data.cached_paths(c)]
+            utts = from_cache(cached[:args.first])
+            origin = f"{len(cached)} cached utterances"
     except (FileNotFoundError, ValueError) as exc:
         raise SystemExit(f"teacher_pairs: {exc}") from None
-    save(utts, args.out)
-    log.info("%d of %d cached utterances written to %s (%.1f MB, digest %s)", len(utts.ids), len(cached), args.out,
+    save(utts, args.out, request)
+    log.info("%d utterances (of %s) written to %s (%.1f MB, digest %s)", len(utts.ids), origin, args.out,
              args.out.stat().st_size / 1e6, utts.digest())
 
 
