@@ -259,6 +259,35 @@ def test_tiny_training_logs_and_resumes(tiny_runs: dict[str, Path]) -> None:
     assert torch.load(run / "ckpt.pt", weights_only=False)["config"]["phases"] == extended["phases"]
 
 
+def test_sigterm_ends_a_run_with_a_checkpoint_at_the_step_under_way(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A session or service stopped mid-run (SIGTERM) loses no steps: the checkpoint is written at once, not at the
+    next ckpt_every, and the same command resumes from it."""
+    import os
+    import signal
+
+    from jetvox.provisioning.distill import train as train_mod
+
+    cache, optimise, calls = _fake_cache(tmp_path / "cache"), train_mod._optimise, []
+
+    def optimise_then_signal(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGTERM)  # arrives while the third step runs
+        return optimise(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(train_mod, "_optimise", optimise_then_signal)
+    before = signal.getsignal(signal.SIGTERM)
+    cfg = TrainConfig(what="vocoder", steps=50, batch=2, segment=8, context=4, ckpt_every=40, log_every=1,
+                      model={"dim": 32, "blocks": 2, "mult": 2, "in_kernel": 3})
+    summary = train(cfg, cache, tmp_path / "run")
+    assert summary["steps"] == 3 and len(calls) == 3
+    assert torch.load(tmp_path / "run" / "ckpt.pt", weights_only=False)["step"] == 3
+    assert signal.getsignal(signal.SIGTERM) == before  # the handler is the run's only while it runs
+    monkeypatch.setattr(train_mod, "_optimise", optimise)
+    assert train(TrainConfig(what="vocoder", steps=5), cache, tmp_path / "run", resume=True)["steps"] == 5
+
+
 def test_training_reads_several_caches_in_order(tiny_runs: dict[str, Path], tmp_path: Path) -> None:
     """`--cache A --cache B`: a run draws from every utterance of both (the wide-vocabulary cache beside the main)."""
     from jetvox.provisioning.distill.train import main

@@ -9,10 +9,13 @@ import logging
 import math
 import os
 import platform
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -834,10 +837,45 @@ class _Run:
                                 **self.extra})
 
 
+@dataclass
+class _Stop:
+    """Set by SIGTERM or SIGINT while steps run: the run checkpoints after the step under way and ends."""
+
+    signal: str | None = None
+    """The signal's name, once one came."""
+
+
+@contextmanager
+def _stop_on_signal() -> Iterator[_Stop]:
+    """SIGTERM and SIGINT end the run at the next step boundary with a checkpoint (a session or service stopped
+    mid-run loses no steps) instead of at once; the previous handlers come back afterwards (main thread only)."""
+    stop = _Stop()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def note(signum: int, _frame: object) -> None:
+        stop.signal = signal.Signals(signum).name
+
+    previous = {s: signal.signal(s, note) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
 def _run_steps(run: _Run, step: int, seconds: float, end: int, max_minutes: float | None
                ) -> tuple[int, float, dict[str, float]]:
-    """Optimiser steps from ``step`` to ``end`` or until ``max_minutes`` of wall time, checkpointed every
-    ``ckpt_every`` steps and at the end; the step reached, the seconds trained in all and the last logged losses."""
+    """Optimiser steps from ``step`` to ``end``, until ``max_minutes`` of wall time or until SIGTERM/SIGINT,
+    checkpointed every ``ckpt_every`` steps and at the end; the step reached, the seconds trained in all and the
+    last logged losses."""
+    with _stop_on_signal() as stop:
+        return _steps(run, step, seconds, end, max_minutes, stop)
+
+
+def _steps(run: _Run, step: int, seconds: float, end: int, max_minutes: float | None, stop: _Stop
+           ) -> tuple[int, float, dict[str, float]]:
     from tqdm import tqdm  # the training extra's; not needed to import this module
 
     cfg = run.cfg
@@ -851,12 +889,15 @@ def _run_steps(run: _Run, step: int, seconds: float, end: int, max_minutes: floa
             bar.set_postfix(loss=f"{losses.last['loss']:.3f}")
         bar.update(1)
         over = max_minutes is not None and time.monotonic() - started > max_minutes * 60
-        if step % cfg.ckpt_every == 0 or step == end or over:
+        if step % cfg.ckpt_every == 0 or step == end or over or stop.signal:
             seconds += time.monotonic() - t0
             t0 = time.monotonic()
             run.checkpoint(step, seconds)
         if over:
             log.info("time budget of %.1f min reached at step %d; checkpoint saved", max_minutes, step)
+            break
+        if stop.signal:
+            log.info("%s at step %d: checkpoint saved; the same command resumes the run", stop.signal, step)
             break
     losses.close()
     bar.close()
