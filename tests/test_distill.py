@@ -288,6 +288,18 @@ def test_sigterm_ends_a_run_with_a_checkpoint_at_the_step_under_way(tmp_path: Pa
     assert train(TrainConfig(what="vocoder", steps=5), cache, tmp_path / "run", resume=True)["steps"] == 5
 
 
+def test_a_resumed_run_checkpoints_as_often_as_this_command_says(tiny_runs: dict[str, Path], tmp_path: Path) -> None:
+    """`--ckpt-every` (like `--threads`) is the command's, not the run's: a resume used to keep the first run's."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_runs["vocoder"], run)
+    first = torch.load(run / "ckpt.pt", weights_only=False)
+    cfg = TrainConfig(what="vocoder", steps=first["step"] + 5, ckpt_every=first["config"]["ckpt_every"] + 3)
+    train(cfg, tiny_runs["vocoder"].parent / "cache", run, resume=True, max_minutes=None)
+    assert torch.load(run / "ckpt.pt", weights_only=False)["config"]["ckpt_every"] == cfg.ckpt_every
+
+
 def test_training_reads_several_caches_in_order(tiny_runs: dict[str, Path], tmp_path: Path) -> None:
     """`--cache A --cache B`: a run draws from every utterance of both (the wide-vocabulary cache beside the main)."""
     from jetvox.provisioning.distill.train import main

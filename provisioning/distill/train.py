@@ -368,10 +368,11 @@ def _restore(cfg: TrainConfig, ckpt_path: Path, resume: bool, extend_lr: float |
     state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     state = _reshape(state, widen_mult, tail_blocks, cfg.seed, subframes)
     step = int(state["step"])
+    here = {"threads": cfg.threads, "ckpt_every": cfg.ckpt_every}  # this run's, not the results': not kept
     if phase_lr is not None:
-        resumed = {**new_phase(state["config"], step, cfg.steps, phase_lr), "threads": cfg.threads}
+        resumed = {**new_phase(state["config"], step, cfg.steps, phase_lr), **here}
     else:
-        resumed = {**extend(state["config"], cfg.steps, extend_lr), "threads": cfg.threads}
+        resumed = {**extend(state["config"], cfg.steps, extend_lr), **here}
     if aligned is not None:
         saved = (resumed.get("aligned_fraction", 0.0), resumed.get("aligned_acoustic", ""))
         if saved != aligned:
