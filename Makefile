@@ -181,9 +181,9 @@ GPU_DEVICE ?= cuda
 GPU_PACK ?= $(STATE)/distill/utterances-v1.npz
 # The pack is (re)made first; then a resumed adversarial run on pairs made on GPU_DEVICE (both GPU stages).
 # PACK_FIRST=N packs only the first N utterances (a CPU's share); PACK_CORPORA names the corpora to pack, in
-# order, their durations from the teacher's acoustic model run then (a few minutes; no teacher cache, which takes
-# an hour or more on a fresh machine, and the same pack: the digests match the caches'); TRAIN_THREADS and
-# TRAIN_MINUTES bound each run.
+# order, their durations from the teacher's acoustic model run then (about 5 utterances a second on one core; no
+# teacher cache, which a fresh machine takes about an hour to make; on one machine the same pack as the caches');
+# a pack made for the same request is kept. TRAIN_THREADS and TRAIN_MINUTES bound each run.
 PACK_FIRST ?=
 PACK_CORPORA ?= main
 TRAIN_THREADS ?= 4
@@ -224,27 +224,22 @@ distill-3r: train-deps
 W3_RUN ?= provisioning/distill/results/vocoder-3w
 W3_STEPS ?= 70000
 W3_BATCH ?= 16
-distill-3w: GPU_DEVICE = cpu
-distill-3w: GPU_PACK = $(STATE)/distill/utterances-w5000.npz
-distill-3w: PACK_CORPORA = wide main
-distill-3w: PACK_FIRST = 5000
-distill-3w: TRAIN_THREADS = 2
+distill-3w distill-3x: GPU_DEVICE = cpu
+distill-3w distill-3x: GPU_PACK = $(STATE)/distill/utterances-w5000.npz
+distill-3w distill-3x: PACK_CORPORA = wide main
+distill-3w distill-3x: PACK_FIRST = 5000
+distill-3w distill-3x: TRAIN_THREADS = 2
 distill-3w: TRAIN_MINUTES = 78
 distill-3w: train-deps
 	$(GPU_TRAIN) --out $(W3_RUN) --steps $(W3_STEPS) --start-from $(R3_RUN)/ckpt.pt --phase-lr 1e-4 --batch $(W3_BATCH)
 
 # Stage 3x: 3w's average (69,499) with a fifth resolution discriminator, 256-sample windows and hop 64 (11.6 ms,
 # finer in time than any of the four: pitch pulses within the 11.6 ms latent frame), started afresh and trained
-# alone for 300 steps, then all of it, on 3w's pairs; new phase peak 1e-4. The CPU's recipe, as 3w's; on a GPU:
+# alone for 300 steps, then all of it, on 3w's pairs (3w's settings above); new phase peak 1e-4. On a GPU:
 # X3_BATCH=128 GPU_DEVICE=cuda TRAIN_THREADS=4 TRAIN_MINUTES=120.
 X3_RUN ?= provisioning/distill/results/vocoder-3x
 X3_STEPS ?= 72500
 X3_BATCH ?= 16
-distill-3x: GPU_DEVICE = cpu
-distill-3x: GPU_PACK = $(STATE)/distill/utterances-w5000.npz
-distill-3x: PACK_CORPORA = wide main
-distill-3x: PACK_FIRST = 5000
-distill-3x: TRAIN_THREADS = 2
 distill-3x: TRAIN_MINUTES = 80
 distill-3x: train-deps
 	$(GPU_TRAIN) --out $(X3_RUN) --steps $(X3_STEPS) --start-from $(W3_RUN)/ckpt.pt --phase-lr 1e-4 --batch $(X3_BATCH) \

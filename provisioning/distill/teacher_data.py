@@ -93,6 +93,13 @@ def _session(path: Path, threads: int):  # type: ignore[no-untyped-def]
     return ort_session(path, threads=threads)
 
 
+def _phonemizer_and_acoustic(state_dir: Path, threads: int):  # type: ignore[no-untyped-def]
+    """The provisioned teacher's phonemizer and acoustic model session."""
+    tdir = teacher_dir(state_dir)
+    manifest = mf.read_manifest(tdir)
+    return Phonemizer(manifest.espeak_voice, manifest.phoneme_id_map), _session(tdir / "acoustic.onnx", threads)
+
+
 def utterances(sentences: list[str]) -> Iterator[tuple[str, str]]:
     """(key, normalised text) per speakable piece of each corpus sentence, as the daemon would split it."""
     for n, sentence in enumerate(sentences):
@@ -117,11 +124,8 @@ def build_cache(
     """
     from tqdm import tqdm
 
-    tdir = teacher_dir(state_dir)
-    manifest = mf.read_manifest(tdir)
-    phon = Phonemizer(manifest.espeak_voice, manifest.phoneme_id_map)
-    acoustic = _session(tdir / "acoustic.onnx", threads)
-    vocoder = _session(tdir / "vocoder.onnx", threads)
+    phon, acoustic = _phonemizer_and_acoustic(state_dir, threads)
+    vocoder = _session(teacher_dir(state_dir) / "vocoder.onnx", threads)
     out.mkdir(parents=True, exist_ok=True)
     (out / "teacher.json").write_text(json.dumps({"teacher": TEACHER, "version": CACHE_VERSION}), encoding="utf-8")
     todo = [(k, t) for i, (k, t) in enumerate(utterances(sentences)) if i % shards == shard and (limit is None or i < limit)]
@@ -158,10 +162,7 @@ def timings(state_dir: Path, sentences: list[str], threads: int = 1) -> Iterator
     model alone (no latents kept, no audio): what an utterance pack needs, in a small part of the cache's time."""
     from tqdm import tqdm
 
-    tdir = teacher_dir(state_dir)
-    manifest = mf.read_manifest(tdir)
-    phon = Phonemizer(manifest.espeak_voice, manifest.phoneme_id_map)
-    acoustic = _session(tdir / "acoustic.onnx", threads)
+    phon, acoustic = _phonemizer_and_acoustic(state_dir, threads)
     for key, text in tqdm(sorted(utterances(sentences)), desc="teacher durations", mininterval=5):
         ids = phon.sentence_ids(text)
         if not ids:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import logging
 import os
 from dataclasses import dataclass
@@ -66,17 +67,12 @@ def from_teacher(state_dir: Path, corpora: Sequence[list[str]], first: int | Non
         first: only the first N utterances (before the durations check, as ``--first`` counts cached ones).
         threads: ONNX Runtime intra-op threads.
     """
-    ids, durations, seen = [], [], 0
-    for sentences in corpora:
-        for _key, i, dur, frames in teacher_data.timings(state_dir, sentences, threads):
-            seen += 1
-            if int(dur.sum()) == frames:
-                ids.append(i)
-                durations.append(dur)
-            if seen == first:
-                break
-        if seen == first:
-            break
+    ids, durations = [], []
+    timed = itertools.chain.from_iterable(teacher_data.timings(state_dir, s, threads) for s in corpora)  # lazily
+    for _key, i, dur, frames in itertools.islice(timed, first):
+        if int(dur.sum()) == frames:
+            ids.append(i)
+            durations.append(dur)
     if not ids:
         raise ValueError("no utterance's durations sum to its latent length")
     return Utterances(ids, durations)
