@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -90,6 +91,30 @@ def test_a_batch_is_segments_of_the_pairs_with_zeros_past_the_ends() -> None:
         teacher_pairs.PairData(latents, audio, batch=2, segment=30, context=0, rng=rng)
 
 
+def test_pairs_are_kept_beside_the_pack_and_made_again_only_for_another_key(tmp_path: Path) -> None:
+    pack, cpu, made = tmp_path / "pack.npz", torch.device("cpu"), []
+
+    def maker(n: int) -> Callable[[], teacher_pairs.Pairs]:
+        def make() -> teacher_pairs.Pairs:
+            made.append(n)
+            return [torch.full((192, 4), float(n))], [torch.full((4 * HOP,), float(n))]
+        return make
+
+    digests = {"utterances": "u", "acoustic": "a", "teacher": "t"}
+    key_a = teacher_pairs.pairs_key(digests, torch.float16, cpu)
+    key_b = teacher_pairs.pairs_key({**digests, "acoustic": "b"}, torch.float16, cpu)
+    assert len({key_a, key_b, teacher_pairs.pairs_key(digests, torch.float32, cpu)}) == 3
+    z, wav = teacher_pairs.kept_pairs(pack, key_a, maker(1), cpu)
+    z2, wav2 = teacher_pairs.kept_pairs(pack, key_a, maker(2), cpu)
+    assert made == [1] and torch.equal(z2[0], z[0]) and torch.equal(wav2[0], wav[0])
+    teacher_pairs.kept_pairs(pack, key_b, maker(3), cpu)
+    assert made == [1, 3] and [p.name for p in tmp_path.iterdir()] == [f"pack.pairs-{key_b}.pt"]
+    (tmp_path / f"pack.pairs-{key_b}.pt").write_bytes(b"cut short by a full disk")
+    z4, _ = teacher_pairs.kept_pairs(pack, key_b, maker(4), cpu)
+    assert made == [1, 3, 4] and float(z4[0][0, 0]) == 4.0
+    assert float(teacher_pairs.kept_pairs(pack, key_b, maker(5), cpu)[0][0][0, 0]) == 4.0
+
+
 def test_a_run_on_made_pairs_records_them_and_resumes_only_with_them(tmp_path: Path,
                                                                     tiny_runs: dict[str, Path]) -> None:  # noqa: F811
     _piper_decoder_onnx(tmp_path / "vocoder.onnx")
@@ -110,6 +135,7 @@ def test_a_run_on_made_pairs_records_them_and_resumes_only_with_them(tmp_path: P
         train(TrainConfig(what="vocoder", steps=before + 3), [], run, resume=True)
     again = train(TrainConfig(what="vocoder", steps=before + 3), [], run, resume=True, pairs=source)
     assert again["steps"] == before + 3 and again["changes"] == summary["changes"]  # nothing new to record
+    assert len(list(tmp_path.glob("pack.pairs-*.pt"))) == 1  # made once, kept, read by the second run
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="sees no CUDA device"):
             train(TrainConfig(what="vocoder", steps=before + 4), [], run, resume=True, pairs=source, device="cuda")

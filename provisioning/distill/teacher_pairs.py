@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import itertools
+import json
 import logging
 import os
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -21,6 +23,11 @@ from jetvox.provisioning.distill.models import HOP, LATENT, StudentAcoustic
 log = logging.getLogger(__name__)
 
 PACK_VERSION = 1
+PAIRS_VERSION = 1
+"""Bumped when ``make_pairs`` computes its pairs differently: kept pairs of another version are made afresh."""
+
+Pairs = tuple[list[torch.Tensor], list[torch.Tensor]]
+"""Per utterance, a latent [192, T] and the teacher's audio of it [T * 256] (``make_pairs``)."""
 
 
 @dataclass(frozen=True)
@@ -159,7 +166,7 @@ class PairData:
 
 @torch.no_grad()
 def make_pairs(utts: Utterances, acoustic: StudentAcoustic, teacher: torch.nn.Module, device: torch.device,
-               dtype: torch.dtype = torch.float16) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+               dtype: torch.dtype = torch.float16) -> Pairs:
     """Per utterance, the acoustic student's teacher-forced latent [192, T] and the teacher decoder's audio of
     exactly that latent [T * 256], stored as ``dtype`` on ``device``.
 
@@ -184,6 +191,44 @@ def make_pairs(utts: Utterances, acoustic: StudentAcoustic, teacher: torch.nn.Mo
         audio.append(wav.to(dtype))
     log.info("pairs for %d utterances (%.2f h of audio) on %s", len(latents),
              sum(a.shape[0] for a in audio) / 22050 / 3600, device)
+    return latents, audio
+
+
+def pairs_key(digests: dict[str, str], dtype: torch.dtype, device: torch.device) -> str:
+    """What identifies a run's pairs: the digests of pack, acoustic student and teacher, the dtype and device type
+    they are made in, torch's version and ``PAIRS_VERSION`` (a short sha256)."""
+    what = {**digests, "dtype": str(dtype), "device": device.type, "torch": torch.__version__,
+            "version": PAIRS_VERSION}
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def kept_pairs(pack: Path, key: str, make: Callable[[], Pairs], device: torch.device) -> Pairs:
+    """The pairs of ``key``: read from beside ``pack`` where an earlier run kept them, else ``make()`` and kept there
+    (atomically; the pack's pairs of any other key are removed, so one pack keeps one set).
+
+    Making them takes half an hour on a 2-core CPU for 5,000 utterances; kept, they take about a gigabyte of disk
+    and seconds to read, so a resumed stage on the same machine starts stepping at once.
+    """
+    pack = Path(pack)
+    path = pack.with_name(f"{pack.stem}.pairs-{key}.pt")
+    if path.is_file():
+        try:
+            kept = torch.load(path, map_location=device, weights_only=True)
+        except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+            log.warning("kept pairs %s unreadable (%s); making them again", path, exc)
+        else:
+            if isinstance(kept, dict) and kept.get("key") == key:
+                log.info("pairs kept in %s (%d utterances) read", path, len(kept["latents"]))
+                return kept["latents"], kept["audio"]
+            log.warning("kept pairs %s are not of key %s; making them again", path, key)
+    latents, audio = make()
+    tmp = path.with_name(f".tmp-{path.name}")
+    torch.save({"key": key, "latents": [z.cpu() for z in latents], "audio": [a.cpu() for a in audio]}, tmp)
+    os.replace(tmp, path)
+    for other in pack.parent.glob(f"{pack.stem}.pairs-*.pt"):
+        if other != path:
+            other.unlink()
+    log.info("pairs kept in %s (%.2f GB) for the next run of this pack", path, path.stat().st_size / 1e9)
     return latents, audio
 
 

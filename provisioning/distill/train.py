@@ -748,7 +748,10 @@ def _pair_data(source: PairSource, limit_items: int | None, device: torch.device
     def make(cfg: TrainConfig, rng: np.random.Generator) -> teacher_pairs.PairData:
         dtype = torch.float32 if device.type == "cuda" else torch.float16  # the CPU's memory holds half
         _tf32(False)  # the targets in full float32, as the teacher's ONNX model computes them
-        latents, audio = teacher_pairs.make_pairs(utts, acoustic, hifigan.load_teacher(source.teacher), device, dtype)
+        latents, audio = teacher_pairs.kept_pairs(
+            source.utterances, teacher_pairs.pairs_key(digests, dtype, device),
+            lambda: teacher_pairs.make_pairs(utts, acoustic, hifigan.load_teacher(source.teacher), device, dtype),
+            device)
         return teacher_pairs.PairData(latents, audio, cfg.batch, cfg.segment, cfg.context, rng)
 
     return digests, make
