@@ -236,10 +236,10 @@ distill-3w: train-deps
 # Stage 3x: 3w's average (69,499) with a fifth resolution discriminator, 256-sample windows and hop 64 (11.6 ms,
 # finer in time than any of the four: pitch pulses within the 11.6 ms latent frame), started afresh and trained
 # alone for 300 steps, then all of it, on 3w's pairs (3w's settings above); new phase peak 1e-4. On a GPU:
-# X3_BATCH=128 GPU_DEVICE=cuda TRAIN_THREADS=4 TRAIN_MINUTES=120. Its first phase ended at 72,500; a second (peak
-# 1e-4 again) runs to 76,000.
+# X3_BATCH=128 GPU_DEVICE=cuda TRAIN_THREADS=4 TRAIN_MINUTES=120. Its first phase ended at 72,500, a second (peak
+# 1e-4 again) at 76,000; a third (the same) runs to 79,500.
 X3_RUN ?= provisioning/distill/results/vocoder-3x
-X3_STEPS ?= 76000
+X3_STEPS ?= 79500
 X3_BATCH ?= 16
 distill-3x: TRAIN_MINUTES = 80
 distill-3x: train-deps
