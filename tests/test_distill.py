@@ -504,6 +504,33 @@ def test_student_gate_requires_naturalness_within_010_of_the_teacher() -> None:
         "vocoder macs saving 3.90x below the required 4x"]
 
 
+def test_every_gate_run_is_appended_to_the_history_and_the_old_ones_kept(tmp_path: Path) -> None:
+    """Issue 10: a gate run, passed or failed, joins the history; what was there stays, byte for byte."""
+    from jetvox.provisioning.distill.gate import GateResult
+    from jetvox.provisioning.distill.ship import GATE_HISTORY, record_gate
+
+    def result(student: float, passed: bool) -> GateResult:
+        return GateResult(wer_teacher=0.23, wer_teacher_draws=[0.23], wer_teacher_noise0=0.22, wer_student=0.22,
+                          wer_student_vocoder=0.21, log_mel_vocoder=0.3, log_mel_pair=1.4, costs={}, passed=passed,
+                          reasons=[] if passed else ["student P.808 too low"], sentences=126, wer_first_set={},
+                          naturalness={"student": {"p808": student, "ovrl": 3.2}})
+
+    history = tmp_path / "gate_history.json"
+    history.write_bytes(GATE_HISTORY.read_bytes())  # the committed one
+    before = json.loads(history.read_text(encoding="utf-8"))
+    record_gate(history, "not shipped: a", result(3.8, False))
+    record_gate(history, "SHIPPED: b", result(3.9, True))
+    after = json.loads(history.read_text(encoding="utf-8"))
+    assert after["note"] == before["note"] and after["runs"][:-2] == before["runs"]
+    assert [r["run"] for r in after["runs"][-2:]] == ["not shipped: a", "SHIPPED: b"]
+    assert after["runs"][-1]["naturalness"]["student"]["p808"] == 3.9 and after["runs"][-2]["passed"] is False
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gate_history.json"]  # no temporary file left
+    fresh = tmp_path / "new" / "history.json"
+    fresh.parent.mkdir()
+    record_gate(fresh, "first", result(3.9, True))
+    assert [r["run"] for r in json.loads(fresh.read_text(encoding="utf-8"))["runs"]] == ["first"]
+
+
 def test_a_tiny_adversarial_run_trains_both_sides_and_resumes(tiny_runs: dict[str, Path], tmp_path: Path) -> None:
     """Issue 10: from a spectral-loss checkpoint, a few steps against the discriminators (reproducible, resumable)."""
     import shutil

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import platform
 import shutil
 from dataclasses import asdict
@@ -17,7 +18,7 @@ from jetvox.device.config import default_state_dir
 from jetvox.device.voice.sources import SHIPPED_DIR, resolve_voice
 from jetvox.provisioning.distill.corpus import DEFAULT_SIZE, SEED
 from jetvox.provisioning.distill.export import export, load_student
-from jetvox.provisioning.distill.gate import run_gate
+from jetvox.provisioning.distill.gate import GateResult, run_gate
 from jetvox.provisioning.distill.teacher_data import (
     TEACHER,
     cache_dir,
@@ -31,6 +32,17 @@ log = logging.getLogger(__name__)
 VOICE_NAME = "joe-fast"
 SHIP_DIR = SHIPPED_DIR / VOICE_NAME
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+GATE_HISTORY = RESULTS_DIR / "gate_history.json"
+"""Every gate run of the students, passed or not, oldest first (issue 10: the old figures are kept)."""
+
+
+def record_gate(history: Path, run: str, gate: GateResult) -> None:
+    """Append one gate run, labelled ``run``, to the history file (written whole and replaced atomically)."""
+    record = json.loads(history.read_text(encoding="utf-8")) if history.is_file() else {"runs": []}
+    record["runs"] = [*record.get("runs", []), {"run": run, **asdict(gate)}]
+    tmp = history.with_name(history.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, history)
 
 
 def teacher_config() -> dict[str, Any]:
@@ -69,7 +81,7 @@ def cache_stats(cache: Path) -> dict[str, Any]:
 
 
 def ship(vocoder_run: Path, acoustic_run: Path, teacher: Path, corpus_size: int, cache: Path | None = None,
-         force_dir: Path | None = None, note: str | None = None) -> dict[str, Any]:
+         force_dir: Path | None = None, note: str | None = None, history: Path | None = GATE_HISTORY) -> dict[str, Any]:
     """Export both students, gate them against the teacher, and write them to SHIP_DIR (pass) or RESULTS_DIR (fail).
 
     Args:
@@ -80,6 +92,7 @@ def ship(vocoder_run: Path, acoustic_run: Path, teacher: Path, corpus_size: int,
         cache: the teacher-data cache (counted for the record).
         force_dir: write here instead (tests).
         note: free text for the record (e.g. how a run deviated from ``make distill``).
+        history: the gate history this run is appended to, passed or not (None: not recorded).
     """
     config = teacher_config()
     staging = RESULTS_DIR / ".staging"
@@ -100,6 +113,10 @@ def ship(vocoder_run: Path, acoustic_run: Path, teacher: Path, corpus_size: int,
         "gate": asdict(gate),
         **({"note": note} if note else {}),
     }
+    if history is not None:
+        steps = f"vocoder {training['vocoder']['steps']} ({vocoder_run.name}) / acoustic {training['acoustic']['steps']}"
+        record_gate(history, f"{'SHIPPED' if gate.passed else 'not shipped'}: {steps}" + (f"; {note}" if note else ""),
+                    gate)
     dest = force_dir or (SHIP_DIR if gate.passed else RESULTS_DIR)
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("acoustic.onnx", "vocoder.onnx"):
