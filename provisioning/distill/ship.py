@@ -81,7 +81,8 @@ def cache_stats(cache: Path) -> dict[str, Any]:
 
 
 def ship(vocoder_run: Path, acoustic_run: Path, teacher: Path, corpus_size: int, cache: Path | None = None,
-         force_dir: Path | None = None, note: str | None = None, history: Path | None = GATE_HISTORY) -> dict[str, Any]:
+         force_dir: Path | None = None, note: str | None = None, history: Path | None = GATE_HISTORY,
+         reproduce: str = "make distill") -> dict[str, Any]:
     """Export both students, gate them against the teacher, and write them to SHIP_DIR (pass) or RESULTS_DIR (fail).
 
     Args:
@@ -93,6 +94,7 @@ def ship(vocoder_run: Path, acoustic_run: Path, teacher: Path, corpus_size: int,
         force_dir: write here instead (tests).
         note: free text for the record (e.g. how a run deviated from ``make distill``).
         history: the gate history this run is appended to, passed or not (None: not recorded).
+        reproduce: the commands that train these students again, for the record.
     """
     config = teacher_config()
     staging = RESULTS_DIR / ".staging"
@@ -106,7 +108,7 @@ def ship(vocoder_run: Path, acoustic_run: Path, teacher: Path, corpus_size: int,
         "corpus_sentences": corpus_size,
         "corpus_seed": SEED,
         **(cache_stats(cache) if cache else {}),
-        "reproduce": "make distill",
+        "reproduce": reproduce,
         "machine": f"{platform.machine()} CPU, {platform.system()} {platform.release()}",
         "vocoder": _run_summary(vocoder_run),
         "acoustic": _run_summary(acoustic_run),
@@ -139,6 +141,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--runs", type=Path, default=None, help="directory holding the vocoder/ and acoustic/ runs")
     ap.add_argument("--corpus-size", type=int, default=DEFAULT_SIZE)
     ap.add_argument("--note", default=None, help="free text stored with the training record")
+    ap.add_argument("--reproduce", default="make distill", help="the commands that train these students again")
     ap.add_argument("--vocoder-run", type=Path, default=None,
                     help="the vocoder's run directory (default: RUNS/vocoder-gan where it exists, else RUNS/vocoder)")
     args = ap.parse_args(argv)
@@ -146,8 +149,9 @@ def main(argv: list[str] | None = None) -> None:
     runs = args.runs or runs_dir(default_state_dir())
     gan = runs / "vocoder-gan"
     vocoder = args.vocoder_run or (gan if (gan / "ckpt.pt").is_file() else runs / "vocoder")
+    cache = cache_dir(default_state_dir())  # counted for the record where this machine still has it
     out = ship(vocoder, runs / "acoustic", teacher_dir(default_state_dir()), args.corpus_size,
-               cache_dir(default_state_dir()), note=args.note)
+               cache if cache.is_dir() else None, note=args.note, reproduce=args.reproduce)
     print(json.dumps(out["training"]["gate"], indent=2))
 
 
