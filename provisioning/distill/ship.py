@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import platform
 import shutil
 from dataclasses import asdict
@@ -15,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from jetvox.device.config import default_state_dir
+from jetvox.device.storage import atomic_write_text
 from jetvox.device.voice.sources import SHIPPED_DIR, resolve_voice
 from jetvox.provisioning.distill.corpus import DEFAULT_SIZE, SEED
 from jetvox.provisioning.distill.export import export, load_student
@@ -40,9 +40,7 @@ def record_gate(history: Path, run: str, gate: GateResult) -> None:
     """Append one gate run, labelled ``run``, to the history file (written whole and replaced atomically)."""
     record = json.loads(history.read_text(encoding="utf-8")) if history.is_file() else {"runs": []}
     record["runs"] = [*record.get("runs", []), {"run": run, **asdict(gate)}]
-    tmp = history.with_name(history.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, history)
+    atomic_write_text(history, json.dumps(record, indent=2, ensure_ascii=False) + "\n")
 
 
 def teacher_config() -> dict[str, Any]:
