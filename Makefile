@@ -237,9 +237,9 @@ distill-3w: train-deps
 # finer in time than any of the four: pitch pulses within the 11.6 ms latent frame), started afresh and trained
 # alone for 300 steps, then all of it, on 3w's pairs (3w's settings above); new phase peak 1e-4. On a GPU:
 # X3_BATCH=128 GPU_DEVICE=cuda TRAIN_THREADS=4 TRAIN_MINUTES=120. Its first phase ended at 72,500, a second (peak
-# 1e-4 again) at 76,000; a third (the same) runs to 79,500.
+# 1e-4 again) at 76,000, a third (the same) at 79,500; a fourth (the same) runs to 83,000.
 X3_RUN ?= provisioning/distill/results/vocoder-3x
-X3_STEPS ?= 79500
+X3_STEPS ?= 83000
 X3_BATCH ?= 16
 distill-3x: TRAIN_MINUTES = 80
 distill-3x: train-deps
