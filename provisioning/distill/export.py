@@ -14,7 +14,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from jetvox.engines.errors import JetvoxError
 from jetvox.engines.onnxrt import ort_session
-from jetvox.provisioning.distill.models import HOP, LATENT, N_FFT, InverseSTFT
+from jetvox.provisioning.distill.models import HOP, LATENT, N_FFT, InverseSTFT, StudentVocoder
 from jetvox.provisioning.distill.train import CKPT, TrainConfig, build_model
 
 log = logging.getLogger(__name__)
@@ -176,6 +176,35 @@ def compact(path: Path) -> None:
     onnx.save(model, str(path))
 
 
+def wrap_phase(path: Path, subframes: int) -> float:
+    """Bring a vocoder's head phase biases into [-pi, pi) in place; returns the largest magnitude before.
+
+    The phase is read only through cos and sin, so the graph computes the same angles. ``split_head`` moved each
+    subframe's phase to its window's start with a bias that grows with the bin (to about 1,000 rad), which an
+    FP16 engine holds only to 0.5 rad: a fixed phase error per bin. Wrapped, the bias is stored as float32 (after
+    the float16 rounding ``compact`` gave it, so the angles are those of the model the gate measured).
+    """
+    model = onnx.load(str(path))
+    graph = model.graph
+    init = next((i for i in graph.initializer if i.name in ("head.bias", "head.bias__fp16")), None)
+    if init is None:
+        raise InterfaceError(f"{path.name}: no head.bias initializer to wrap")
+    bias = numpy_helper.to_array(init).astype(np.float64)
+    if bias.ndim != 1 or bias.size % (2 * subframes):
+        raise InterfaceError(f"{path.name}: head.bias of {bias.size} values is not {subframes} x (magnitude, phase)")
+    spectra = bias.reshape(subframes, 2, -1)
+    largest = float(np.abs(spectra[:, 1]).max())
+    spectra[:, 1] = np.remainder(spectra[:, 1] + np.pi, 2 * np.pi) - np.pi
+    graph.initializer.remove(init)
+    graph.initializer.append(numpy_helper.from_array(spectra.reshape(-1).astype(np.float32), "head.bias"))
+    cast = [n for n in graph.node if n.op_type == "Cast" and list(n.output) == ["head.bias"]]
+    for node in cast:
+        graph.node.remove(node)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return largest
+
+
 def export(model: torch.nn.Module, role: str, path: Path) -> Path:
     """Write ``model`` (a StudentVocoder or StudentAcoustic) to ``path`` as ONNX and check its interface.
 
@@ -208,6 +237,9 @@ def export(model: torch.nn.Module, role: str, path: Path) -> Path:
                           do_constant_folding=True)
     _fix_io(tmp, role)
     compact(tmp)
+    if isinstance(model, StudentVocoder):
+        largest = wrap_phase(tmp, model.cfg.subframes)
+        log.info("head phase biases wrapped into [-pi, pi) (largest was %.1f rad)", largest)
     tmp.replace(path)
     check_interface(path, role)
     log.info("exported %s to %s (%.1f MB)", role, path, path.stat().st_size / 1e6)
