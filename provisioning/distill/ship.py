@@ -26,6 +26,7 @@ from jetvox.provisioning.distill.teacher_data import (
     teacher_dir,
 )
 from jetvox.provisioning.distill.train import runs_dir
+from jetvox.provisioning.distill.variance import compensate
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ def cache_stats(cache: Path) -> dict[str, Any]:
 
 def ship(vocoder_run: Path, acoustic_run: Path, teacher: Path, corpus_size: int, cache: Path | None = None,
          force_dir: Path | None = None, note: str | None = None, history: Path | None = GATE_HISTORY,
-         reproduce: str = "make distill") -> dict[str, Any]:
+         reproduce: str = "make distill", variance: bool = False) -> dict[str, Any]:
     """Export both students, gate them against the teacher, and write them to SHIP_DIR (pass) or RESULTS_DIR (fail).
 
     Args:
@@ -93,6 +94,8 @@ def ship(vocoder_run: Path, acoustic_run: Path, teacher: Path, corpus_size: int,
         note: free text for the record (e.g. how a run deviated from ``make distill``).
         history: the gate history this run is appended to, passed or not (None: not recorded).
         reproduce: the commands that train these students again, for the record.
+        variance: fit the acoustic student's global-variance compensation (``variance.py``) before the gate
+            (off by default: with it the shipped pair's INT8 vocoder failed provisioning's INT8 gate).
     """
     config = teacher_config()
     staging = RESULTS_DIR / ".staging"
@@ -100,6 +103,9 @@ def ship(vocoder_run: Path, acoustic_run: Path, teacher: Path, corpus_size: int,
     for role, run in (("vocoder", vocoder_run), ("acoustic", acoustic_run)):
         model, _, _ = load_student(run)
         export(model, role, staging / f"{role}.onnx")
+    comp = None
+    if variance:
+        comp = compensate(teacher, staging / "acoustic.onnx", config["phoneme_id_map"], config["espeak"]["voice"])
     gate = run_gate(teacher, staging, config["phoneme_id_map"], config["espeak"]["voice"])
 
     training = {
@@ -110,6 +116,7 @@ def ship(vocoder_run: Path, acoustic_run: Path, teacher: Path, corpus_size: int,
         "machine": f"{platform.machine()} CPU, {platform.system()} {platform.release()}",
         "vocoder": _run_summary(vocoder_run),
         "acoustic": _run_summary(acoustic_run),
+        **({"variance": comp.to_json()} if comp else {}),
         "gate": asdict(gate),
         **({"note": note} if note else {}),
     }
@@ -140,6 +147,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--corpus-size", type=int, default=DEFAULT_SIZE)
     ap.add_argument("--note", default=None, help="free text stored with the training record")
     ap.add_argument("--reproduce", default="make distill", help="the commands that train these students again")
+    ap.add_argument("--variance", action="store_true",
+                    help="give the acoustic student its global-variance compensation before the gate")
     ap.add_argument("--vocoder-run", type=Path, default=None,
                     help="the vocoder's run directory (default: RUNS/vocoder-gan where it exists, else RUNS/vocoder)")
     args = ap.parse_args(argv)
@@ -149,7 +158,8 @@ def main(argv: list[str] | None = None) -> None:
     vocoder = args.vocoder_run or (gan if (gan / "ckpt.pt").is_file() else runs / "vocoder")
     cache = cache_dir(default_state_dir())  # counted for the record where this machine still has it
     out = ship(vocoder, runs / "acoustic", teacher_dir(default_state_dir()), args.corpus_size,
-               cache if cache.is_dir() else None, note=args.note, reproduce=args.reproduce)
+               cache if cache.is_dir() else None, note=args.note, reproduce=args.reproduce,
+               variance=args.variance)
     print(json.dumps(out["training"]["gate"], indent=2))
 
 

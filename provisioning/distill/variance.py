@@ -1,0 +1,151 @@
+"""Global-variance compensation: the acoustic student's latents stretched, per channel, to the teacher's spread."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from jetvox.device.config import default_state_dir
+from jetvox.device.storage import atomic_path
+from jetvox.device.text.normalize import prepare
+from jetvox.device.text.phonemes import Phonemizer
+from jetvox.engines.onnxrt import ort_session
+from jetvox.provisioning.distill.export import InterfaceError, check_interface
+from jetvox.provisioning.distill.teacher_data import teacher_dir
+from jetvox.provisioning.int8.calibration import generate_sentences, latent
+
+log = logging.getLogger(__name__)
+
+FIT_SENTENCES = 150
+"""Generated IoT sentences the compensation is fitted on (none of them a gate or benchmark sentence)."""
+FIT_SEED = 777
+"""Seed of those sentences (INT8 calibration draws its own with another seed)."""
+STUDENT_SCALES = (0.667, 1.0, 0.8)  # the runtime's defaults; the student ignores the noise scales
+TEACHER_SCALES = (0.0, 1.0, 0.0)  # the teacher without noise: what the student was trained to predict
+SCALE_NAME, SHIFT_NAME = "variance.scale", "variance.shift"
+
+
+@dataclass(frozen=True)
+class Compensation:
+    """z' = z * scale + shift per latent channel: the student's mean kept, its spread made the teacher's."""
+
+    scale: np.ndarray
+    """float32 [C]: the teacher's mean per-sentence standard deviation over the student's, per channel."""
+    shift: np.ndarray
+    """float32 [C]: mean * (1 - scale), so each channel's mean over the fitting sentences stays where it was."""
+    sentences: int
+    """Sentences fitted on."""
+    pieces: int
+    """Pieces (sentences split for synthesis) fitted on."""
+
+    def to_json(self) -> dict[str, Any]:
+        s = self.scale
+        return {"sentences": self.sentences, "pieces": self.pieces, "seed": FIT_SEED,
+                "scale_mean": round(float(s.mean()), 4), "scale_min": round(float(s.min()), 4),
+                "scale_max": round(float(s.max()), 4)}
+
+
+def fit(teacher: Path, student_acoustic: Path, phoneme_id_map: dict[str, Any], espeak_voice: str,
+        count: int = FIT_SENTENCES, say: Callable[[str], None] = lambda line: None) -> Compensation:
+    """The compensation of ``student_acoustic`` against the teacher's noise-free latents.
+
+    Global variance (as statistical parametric synthesis restores it): a model trained to regress the teacher's
+    latents predicts them a little flatter over time than they are, which the vocoder hears as dullness.
+
+    Args:
+        teacher: the teacher's provisioned (split) directory, holding ``acoustic.onnx``.
+        student_acoustic: the student's acoustic ONNX model (the teacher's interface).
+        phoneme_id_map: the voice's phoneme id map.
+        espeak_voice: espeak-ng voice for phonemes.
+        count: sentences to fit on.
+        say: progress callback.
+    """
+    phon = Phonemizer(espeak_voice, phoneme_id_map)
+    t_sess, s_sess = ort_session(teacher / "acoustic.onnx"), ort_session(student_acoustic)
+    t_var: list[np.ndarray] = []
+    s_var: list[np.ndarray] = []
+    s_sums: list[np.ndarray] = []
+    frames = 0
+    sentences = generate_sentences(count, seed=FIT_SEED)
+    for n, text in enumerate(sentences, 1):
+        for piece in prepare(text):
+            ids = phon.sentence_ids(piece)
+            if not ids:
+                continue
+            zt, zs = latent(t_sess, ids, TEACHER_SCALES)[0], latent(s_sess, ids, STUDENT_SCALES)[0]
+            if zt.shape[0] != zs.shape[0]:
+                raise InterfaceError(f"latent channels differ: teacher {zt.shape[0]}, student {zs.shape[0]}")
+            t_var.append(zt.var(axis=1))
+            s_var.append(zs.var(axis=1))
+            s_sums.append(zs.sum(axis=1, dtype=np.float64))
+            frames += zs.shape[1]
+        if n % 25 == 0 or n == len(sentences):
+            say(f"global variance: {n}/{len(sentences)} sentences")
+    if not s_sums:
+        raise ValueError("no sentence gave phonemes to fit the compensation on")
+    scale = np.sqrt(np.mean(t_var, axis=0) / np.maximum(np.mean(s_var, axis=0), 1e-12)).astype(np.float32)
+    mean = (np.sum(s_sums, axis=0) / frames).astype(np.float32)
+    return Compensation(scale, (mean * (1 - scale)).astype(np.float32), len(sentences), len(s_sums))
+
+
+def apply(path: Path, comp: Compensation) -> None:
+    """Append ``z * scale + shift`` to the acoustic model at ``path`` (in place, atomically); refuses a second time."""
+    model = onnx.load(str(path))
+    graph = model.graph
+    if any(i.name in (SCALE_NAME, SHIFT_NAME) for i in graph.initializer):
+        raise InterfaceError(f"{path.name} is compensated already")
+    producer = next((n for n in graph.node if "z" in n.output), None)
+    if producer is None:
+        raise InterfaceError(f"{path.name} has no node producing z")
+    channels = comp.scale.shape[0]
+    producer.output[list(producer.output).index("z")] = "z__flat"
+    graph.initializer.extend([numpy_helper.from_array(comp.scale.reshape(1, channels, 1), SCALE_NAME),
+                              numpy_helper.from_array(comp.shift.reshape(1, channels, 1), SHIFT_NAME)])
+    graph.node.extend([helper.make_node("Mul", ["z__flat", SCALE_NAME], ["z__scaled"]),
+                       helper.make_node("Add", ["z__scaled", SHIFT_NAME], ["z"])])
+    onnx.checker.check_model(model)
+    with atomic_path(path) as tmp:
+        onnx.save(model, str(tmp))
+    check_interface(path, "acoustic")
+
+
+def compensate(teacher: Path, student_acoustic: Path, phoneme_id_map: dict[str, Any], espeak_voice: str,
+               count: int = FIT_SENTENCES, say: Callable[[str], None] = lambda line: None) -> Compensation:
+    """Fit the compensation and write it into ``student_acoustic``; returns it (for the training record)."""
+    comp = fit(teacher, student_acoustic, phoneme_id_map, espeak_voice, count, say)
+    apply(student_acoustic, comp)
+    log.info("global variance: %s", comp.to_json())
+    return comp
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m jetvox.provisioning.distill.variance", description=__doc__)
+    ap.add_argument("acoustic", type=Path, help="the student's acoustic.onnx (changed in place)")
+    ap.add_argument("--voice-json", type=Path, required=True, help="the voice's Piper .onnx.json or voice.json")
+    ap.add_argument("--teacher", type=Path, default=None, help="the teacher's split models (default: provisioned)")
+    ap.add_argument("--sentences", type=int, default=FIT_SENTENCES)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    config = json.loads(args.voice_json.read_text(encoding="utf-8"))
+    teacher = args.teacher or teacher_dir(default_state_dir())
+    if not (teacher / "acoustic.onnx").is_file():
+        print(f"error: no teacher acoustic model in {teacher}; run `jetvox provision --voice en_US-joe-medium`",
+              file=sys.stderr)
+        return 2
+    comp = compensate(teacher, args.acoustic, config["phoneme_id_map"], config["espeak"]["voice"], args.sentences,
+                      say=lambda line: print(line, file=sys.stderr, flush=True))
+    print(json.dumps(comp.to_json(), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

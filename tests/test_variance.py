@@ -1,0 +1,90 @@
+"""Tests for the global-variance compensation of the acoustic student (provisioning.distill.variance)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch", reason="the distillation extra (pip install .[train]) is not installed")
+
+from jetvox.engines.onnxrt import ort_session  # noqa: E402
+from jetvox.provisioning.distill.export import InterfaceError, check_interface  # noqa: E402
+from jetvox.provisioning.distill.variance import Compensation, apply, fit, main  # noqa: E402
+from jetvox.provisioning.int8.calibration import latent  # noqa: E402
+
+SHIPPED = Path(__file__).resolve().parent.parent / "device" / "voice" / "shipped" / "joe-fast"
+IDS = [1, 0, 20, 0, 59, 0, 24, 0, 27, 0, 2]
+SCALES = (0.667, 1.0, 0.8)
+
+
+def _voice() -> dict:
+    import json
+
+    return json.loads((SHIPPED / "voice.json").read_text(encoding="utf-8"))
+
+
+def _uncompensated(tmp_path: Path) -> Path:
+    """A student acoustic model without the compensation (the shipped one with its two nodes taken off)."""
+    import onnx
+
+    from jetvox.provisioning.distill.variance import SCALE_NAME, SHIFT_NAME
+
+    model = onnx.load(str(SHIPPED / "acoustic.onnx"))
+    g = model.graph
+    flat = next((n for n in g.node if "z__flat" in n.output), None)
+    if flat is not None:  # the shipped model is compensated: take the Mul and Add off again
+        for node in [n for n in g.node if n.output[0] in ("z__scaled", "z")]:
+            g.node.remove(node)
+        for init in [i for i in g.initializer if i.name in (SCALE_NAME, SHIFT_NAME)]:
+            g.initializer.remove(init)
+        flat.output[list(flat.output).index("z__flat")] = "z"
+    path = tmp_path / "acoustic.onnx"
+    onnx.save(model, str(path))
+    check_interface(path, "acoustic")
+    return path
+
+
+def test_the_compensation_scales_each_channel_and_keeps_durations(tmp_path: Path) -> None:
+    path = _uncompensated(tmp_path)
+    before = ort_session(path).run(None, {"input": np.array([IDS]), "input_lengths": np.array([len(IDS)]),
+                                          "scales": np.array(SCALES, np.float32)})
+    rng = np.random.default_rng(0)
+    comp = Compensation(rng.uniform(0.8, 1.5, 192).astype(np.float32), rng.normal(0, 0.1, 192).astype(np.float32),
+                        sentences=1, pieces=1)
+    apply(path, comp)
+    after = ort_session(path).run(None, {"input": np.array([IDS]), "input_lengths": np.array([len(IDS)]),
+                                         "scales": np.array(SCALES, np.float32)})
+    np.testing.assert_allclose(after[0], before[0] * comp.scale[None, :, None] + comp.shift[None, :, None],
+                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(after[1], before[1])  # durations untouched
+    with pytest.raises(InterfaceError, match="compensated already"):
+        apply(path, comp)
+
+
+def test_fit_recovers_the_spread_a_teacher_has_over_the_student(tmp_path: Path) -> None:
+    """A 'teacher' that is the student with every channel stretched 1.5x: the fit finds 1.5 and keeps the mean."""
+    student = _uncompensated(tmp_path)
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    shutil.copyfile(student, teacher / "acoustic.onnx")
+    apply(teacher / "acoustic.onnx", Compensation(np.full(192, 1.5, np.float32), np.zeros(192, np.float32), 0, 0))
+    voice = _voice()
+    lines: list[str] = []
+    comp = fit(teacher, student, voice["phoneme_id_map"], voice["espeak"]["voice"], count=4, say=lines.append)
+    np.testing.assert_allclose(comp.scale, 1.5, rtol=1e-3)
+    assert comp.sentences == 4 and comp.pieces >= 4 and lines[-1] == "global variance: 4/4 sentences"
+    z = latent(ort_session(student), IDS, SCALES)[0]
+    assert comp.to_json()["scale_mean"] == pytest.approx(1.5, abs=1e-3)
+    assert comp.shift.shape == (z.shape[0],) and np.all(np.isfinite(comp.shift))
+    same = fit(student.parent, student, voice["phoneme_id_map"], voice["espeak"]["voice"], count=2)
+    np.testing.assert_allclose(same.scale, 1.0, rtol=1e-4)  # against itself: nothing to compensate
+    np.testing.assert_allclose(same.shift, 0.0, atol=1e-4)
+
+
+def test_the_command_names_a_missing_teacher(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _uncompensated(tmp_path)
+    code = main([str(path), "--voice-json", str(SHIPPED / "voice.json"), "--teacher", str(tmp_path / "nowhere")])
+    assert code == 2 and "run `jetvox provision --voice en_US-joe-medium`" in capsys.readouterr().err
