@@ -398,7 +398,6 @@ def test_student_vocoder_chunked_equals_unchunked(tmp_path: Path, cfg: VocoderCo
         np.testing.assert_allclose(_chunked(sess, z, first, size), full, atol=1e-4)
 
 
-
 def test_export_wraps_a_split_heads_phase_so_fp16_keeps_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``split_head`` gives phase biases of hundreds of radians, which float16 holds to 0.5 rad; the export wraps
     them into [-pi, pi) (``export.wrap_phase``): the same audio in float32, and far closer to it in float16."""
@@ -438,6 +437,7 @@ def test_export_wraps_a_split_heads_phase_so_fp16_keeps_it(tmp_path: Path, monke
     np.testing.assert_allclose(run(onnx.load(str(exported))), reference, atol=1e-5 * np.abs(reference).max())
     with pytest.raises(InterfaceError, match="not 3 x"):
         export_module.wrap_phase(exported, 3)
+
 
 # --- the real teacher and the shipped voice ---------------------------------------------------------------
 

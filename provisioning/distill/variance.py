@@ -20,6 +20,7 @@ from jetvox.device.text.normalize import prepare
 from jetvox.device.text.phonemes import Phonemizer
 from jetvox.engines.onnxrt import ort_session
 from jetvox.provisioning.distill.export import InterfaceError, check_interface
+from jetvox.provisioning.distill.gate import DEFAULT_SCALES
 from jetvox.provisioning.distill.teacher_data import teacher_dir
 from jetvox.provisioning.int8.calibration import generate_sentences, latent
 
@@ -29,7 +30,6 @@ FIT_SENTENCES = 150
 """Generated IoT sentences the compensation is fitted on (none of them a gate or benchmark sentence)."""
 FIT_SEED = 777
 """Seed of those sentences (INT8 calibration draws its own with another seed)."""
-STUDENT_SCALES = (0.667, 1.0, 0.8)  # the runtime's defaults; the student ignores the noise scales
 TEACHER_SCALES = (0.0, 1.0, 0.0)  # the teacher without noise: what the student was trained to predict
 SCALE_NAME, SHIFT_NAME = "variance.scale", "variance.shift"
 
@@ -81,7 +81,7 @@ def fit(teacher: Path, student_acoustic: Path, phoneme_id_map: dict[str, Any], e
             ids = phon.sentence_ids(piece)
             if not ids:
                 continue
-            zt, zs = latent(t_sess, ids, TEACHER_SCALES)[0], latent(s_sess, ids, STUDENT_SCALES)[0]
+            zt, zs = latent(t_sess, ids, TEACHER_SCALES)[0], latent(s_sess, ids, DEFAULT_SCALES)[0]
             if zt.shape[0] != zs.shape[0]:
                 raise InterfaceError(f"latent channels differ: teacher {zt.shape[0]}, student {zs.shape[0]}")
             t_var.append(zt.var(axis=1))
@@ -113,9 +113,9 @@ def apply(path: Path, comp: Compensation) -> None:
     graph.node.extend([helper.make_node("Mul", ["z__flat", SCALE_NAME], ["z__scaled"]),
                        helper.make_node("Add", ["z__scaled", SHIFT_NAME], ["z"])])
     onnx.checker.check_model(model)
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:  # replaced only once the result has the teacher's interface
         onnx.save(model, str(tmp))
-    check_interface(path, "acoustic")
+        check_interface(tmp, "acoustic")
 
 
 def compensate(teacher: Path, student_acoustic: Path, phoneme_id_map: dict[str, Any], espeak_voice: str,
