@@ -57,6 +57,10 @@ class EngineConfig:
     """ONNX Runtime execution providers, best first; empty picks CUDA/TensorRT when installed, else CPU."""
     threads: int = 0
     """ONNX Runtime intra-op threads per session (0 = ONNX Runtime's default); at most 4 per CPU."""
+    spin: bool = False
+    """Let ONNX Runtime's idle threads busy-wait for the next call. Off: a voice runs several sessions (acoustic
+    stages, vocoder, the next sentence's acoustic model beside this one's vocoder), and a session's spinning
+    threads took the cores from the next one's (vocoding ran 2x slower on a 2-core CPU)."""
     precision: str = "auto"
     """Vocoder precision: ``auto`` (what the provisioning quality gate chose), ``fp32`` or ``int8``."""
     max_phonemes: int = 400

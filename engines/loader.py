@@ -19,6 +19,7 @@ def open_engine(
     backend: str = "auto",
     providers: Sequence[str] | None = None,
     threads: int = 0,
+    spin: bool = False,
 ) -> Engine:
     """Load a model as an Engine.
 
@@ -29,6 +30,7 @@ def open_engine(
             ``tensorrt`` (fail if it cannot load) or ``onnxruntime``.
         providers: ONNX Runtime providers, best first; None picks automatically.
         threads: ONNX Runtime intra-op threads (0 = default).
+        spin: let ONNX Runtime's idle threads busy-wait (see ``ort_session``).
     """
     if backend not in ("auto", "tensorrt", "onnxruntime"):
         raise EngineError(f"backend must be auto, tensorrt or onnxruntime, got {backend!r}")
@@ -46,4 +48,4 @@ def open_engine(
     elif backend == "tensorrt":
         raise EngineError(f"backend tensorrt asked for {onnx_path}, but no TensorRT engine was built")
 
-    return OnnxRuntimeEngine(onnx_path, providers=providers, threads=threads)
+    return OnnxRuntimeEngine(onnx_path, providers=providers, threads=threads, spin=spin)

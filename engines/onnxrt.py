@@ -28,12 +28,17 @@ _ORT_TYPES = {
 _AUTO_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 
 
+SPIN_KEY = "session.intra_op.allow_spinning"
+"""ONNX Runtime's session option for busy-waiting intra-op threads."""
+
+
 def ort_session(
     model: Path | bytes,
     *,
     threads: int = 0,
     providers: Sequence[str] = ("CPUExecutionProvider",),
     optimize: bool = True,
+    spin: bool = False,
 ) -> ort.InferenceSession:
     """The one place ONNX Runtime sessions are made (runtime, provisioning and training tools alike).
 
@@ -42,10 +47,13 @@ def ort_session(
         threads: intra-op threads (0 lets ONNX Runtime decide); one inter-op thread.
         providers: execution providers, best first.
         optimize: full graph optimisation (the runtime's), or none (to read intermediate tensors as exported).
+        spin: let idle intra-op threads busy-wait for the next run. Off by default: sessions that take turns
+            on the same cores (acoustic, vocoder) otherwise slow each other down.
     """
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
+    opts.add_session_config_entry(SPIN_KEY, "1" if spin else "0")
     opts.graph_optimization_level = (
         ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     )
@@ -76,6 +84,7 @@ class OnnxRuntimeEngine(EngineBase):
         model: Path | str,
         providers: Sequence[str] | None = None,
         threads: int = 0,
+        spin: bool = False,
     ) -> None:
         """Load ``model``.
 
@@ -83,12 +92,13 @@ class OnnxRuntimeEngine(EngineBase):
             model: path of an ``.onnx`` file.
             providers: ONNX Runtime execution providers, best first; None picks automatically.
             threads: intra-op threads (0 lets ONNX Runtime decide).
+            spin: let idle intra-op threads busy-wait (see ``ort_session``).
         """
         path = Path(model)
         if not path.is_file():
             raise EngineError(f"model file not found: {path}")
         try:
-            self._session = ort_session(path, threads=threads, providers=choose_providers(providers))
+            self._session = ort_session(path, threads=threads, providers=choose_providers(providers), spin=spin)
         except Exception as exc:  # onnxruntime raises its own exception types
             raise EngineError(f"ONNX Runtime could not load {path}: {exc}") from exc
         self.path = path

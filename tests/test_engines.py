@@ -10,7 +10,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from jetvox.engines import Engine, EngineError, TensorSpec, check_feeds, open_engine
-from jetvox.engines.onnxrt import OnnxRuntimeEngine, choose_providers
+from jetvox.engines.onnxrt import SPIN_KEY, OnnxRuntimeEngine, choose_providers
 
 
 def _scale_model(path: Path) -> Path:
@@ -64,6 +64,16 @@ def test_onnxruntime_engine_runs_and_reports_specs(model: Path) -> None:
         assert eng.providers == ["CPUExecutionProvider"]
     with pytest.raises(EngineError, match="closed"):
         eng.infer({"x": np.ones((1, 4, 3), np.float32)})
+
+
+def test_idle_threads_do_not_spin_unless_asked(model: Path) -> None:
+    """Sessions that take turns on the same cores must not busy-wait (the voice's acoustic and vocoder do)."""
+
+    def spinning(engine: object) -> str:
+        return engine._session.get_session_options().get_session_config_entry(SPIN_KEY)  # type: ignore[attr-defined]
+
+    with open_engine(model) as quiet, open_engine(model, spin=True) as busy:
+        assert (spinning(quiet), spinning(busy)) == ("0", "1")
 
 
 def test_missing_or_broken_model_is_a_clear_error(tmp_path: Path) -> None:

@@ -64,6 +64,7 @@ def _open(cfg: Config, directory: Path, entry: mf.ModelEntry, cpu_only: bool = F
         backend="onnxruntime" if cpu_only else cfg.engine.backend,
         providers=["CPUExecutionProvider"] if cpu_only else cfg.engine.providers or None,
         threads=cfg.engine.threads,
+        spin=cfg.engine.spin,
     )
 
 
