@@ -17,7 +17,7 @@ from jetvox.engines.base import TensorSpec
 from jetvox.engines.onnxrt import ort_session
 from jetvox.provisioning.int8 import quantize as qz
 from jetvox.provisioning.int8 import steps as int8
-from jetvox.provisioning.int8.steps import GateFigures, Verdict, choose, judge, ladder
+from jetvox.provisioning.int8.steps import GateFigures, Verdict, choose, judge, ladder, with_more_layers
 from tests.voicefix import TEACHER
 
 # --------------------------------------------------------------------------- the gate, with numbers
@@ -96,6 +96,14 @@ def test_ladder_takes_the_fewest_fp32_layers_per_fraction() -> None:
     assert ladder(curve, 0.7, (1.0, 0.7, 0.5)) == [2, 3, 4]
     assert ladder(curve, 0.7, (1.0, 0.99)) == [2]  # duplicates dropped
     assert ladder(curve, 0.01, (1.0,)) == []  # nothing close enough: FP32
+
+
+def test_a_failed_ladder_goes_on_one_fp32_layer_at_a_time() -> None:
+    assert with_more_layers([0], layers=10, more=2) == [0, 1, 2]
+    assert with_more_layers([2, 3, 4], layers=10, more=2) == [2, 3, 4, 5, 6]
+    assert with_more_layers([4], layers=5, more=3) == [4, 5]  # never more layers than the model has
+    assert with_more_layers([], layers=10, more=2) == []  # the held-out chunks found none close enough
+    assert with_more_layers([0], layers=10, more=0) == [0]
 
 
 def test_noise_equivalent_bound_shrinks_with_quieter_noise() -> None:

@@ -81,6 +81,9 @@ class Int8Settings:
     ladder: tuple[float, ...] = (1.1, 1.0, 0.7, 0.5)
     """Gate attempts: fewest FP32 layers whose held-out distance is within these fractions of the
     held-out bound. The held-out chunks only predict the gate, so the first try is a little looser."""
+    more_layers: int = 2
+    """When every ladder attempt fails, up to this many more, each with the next most sensitive layer in FP32:
+    the gate's WER moves a word at a time, so a model one layer nearer FP32 is tried before INT8 is given up."""
     timing_sentences: int = 8
     """Eval sentences timed for the speed-up figures."""
     timing_rounds: int = 3
@@ -206,6 +209,17 @@ def ladder(curve: Sequence[float], bound: float, fractions: Sequence[float]) -> 
         if k is not None and k not in out:
             out.append(k)
     return out
+
+
+def with_more_layers(attempts: Sequence[int], layers: int, more: int) -> list[int]:
+    """``attempts`` followed by up to ``more`` attempts with one more FP32 layer each (at most ``layers``).
+
+    No attempt at all (the held-out chunks found no INT8 model close enough) stays none.
+    """
+    if not attempts:
+        return []
+    last = max(attempts)
+    return [*attempts, *range(last + 1, min(layers, last + more) + 1)]
 
 
 def noise_equivalent_distance(audio: Sequence[np.ndarray], snr_db: float, sample_rate: int, seed: int = 0) -> float:
@@ -565,7 +579,8 @@ def _vocoder_step(ctx: _Context, calib_path: Path, out: Path) -> dict[str, Any]:
         ev = build_eval(
             s.eval_sentences, ctx.model("acoustic"), ctx.phonemizer(), ctx.scales, ctx.cfg.synthesis.max_sentence_chars
         )
-        gate = _gate_vocoder(ctx, pre, cache, method, ranking, ladder(curve, held_bound, s.ladder), ev, work)
+        attempts_k = with_more_layers(ladder(curve, held_bound, s.ladder), len(ranking), s.more_layers)
+        gate = _gate_vocoder(ctx, pre, cache, method, ranking, attempts_k, ev, work)
         final = work / f"attempt{gate.k_used}.onnx"
         if not final.is_file():  # nothing was tried: keep the most conservative quantised model on disk
             qz.quantize(pre, final, cache, method, [n for n, _ in ranking[: gate.k_used]], ctx.activation)
