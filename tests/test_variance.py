@@ -14,7 +14,7 @@ pytest.importorskip("torch", reason="the distillation extra (pip install .[train
 from jetvox.engines.onnxrt import ort_session  # noqa: E402
 from jetvox.provisioning.distill.export import InterfaceError, check_interface  # noqa: E402
 from jetvox.provisioning.distill.gate import DEFAULT_SCALES as SCALES  # noqa: E402
-from jetvox.provisioning.distill.variance import Compensation, apply, fit, main  # noqa: E402
+from jetvox.provisioning.distill.variance import Compensation, apply, fit, main, remove  # noqa: E402
 from jetvox.provisioning.int8.calibration import latent  # noqa: E402
 
 SHIPPED = Path(__file__).resolve().parent.parent / "device" / "voice" / "shipped" / "joe-fast"
@@ -26,11 +26,25 @@ def _voice() -> dict:
 
 
 def _uncompensated(tmp_path: Path) -> Path:
-    """A copy of the shipped student acoustic model, which has no compensation."""
+    """A copy of the shipped student acoustic model with its compensation taken out (the student as trained)."""
     path = tmp_path / "acoustic.onnx"
     shutil.copyfile(SHIPPED / "acoustic.onnx", path)
+    remove(path)
     check_interface(path, "acoustic")
     return path
+
+
+def test_the_shipped_student_is_compensated_and_remove_undoes_it(tmp_path: Path) -> None:
+    """The shipped acoustic model is the trained one plus the compensation in voice.json's record."""
+    feeds = {"input": np.array([IDS]), "input_lengths": np.array([len(IDS)]), "scales": np.array(SCALES, np.float32)}
+    shipped = ort_session(SHIPPED / "acoustic.onnx").run(None, feeds)
+    trained = ort_session(_uncompensated(tmp_path)).run(None, feeds)
+    record = _voice()["jetvox"]["training"]["variance"]
+    assert record["sentences"] == 150 and record["scale_min"] >= 1.0  # the student's latents were the flatter
+    assert not np.allclose(shipped[0], trained[0], atol=1e-3)
+    np.testing.assert_array_equal(shipped[1], trained[1])  # durations untouched
+    with pytest.raises(InterfaceError, match="no global-variance compensation"):
+        remove(tmp_path / "acoustic.onnx")
 
 
 def test_the_compensation_scales_each_channel_and_keeps_durations(tmp_path: Path) -> None:

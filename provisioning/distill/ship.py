@@ -81,7 +81,7 @@ def cache_stats(cache: Path) -> dict[str, Any]:
 
 def ship(vocoder_run: Path, acoustic_run: Path, teacher: Path, corpus_size: int, cache: Path | None = None,
          force_dir: Path | None = None, note: str | None = None, history: Path | None = GATE_HISTORY,
-         reproduce: str = "make distill", variance: bool = False) -> dict[str, Any]:
+         reproduce: str = "make distill", variance: bool = True) -> dict[str, Any]:
     """Export both students, gate them against the teacher, and write them to SHIP_DIR (pass) or RESULTS_DIR (fail).
 
     Args:
@@ -95,7 +95,7 @@ def ship(vocoder_run: Path, acoustic_run: Path, teacher: Path, corpus_size: int,
         history: the gate history this run is appended to, passed or not (None: not recorded).
         reproduce: the commands that train these students again, for the record.
         variance: fit the acoustic student's global-variance compensation (``variance.py``) before the gate
-            (off by default: with it the shipped pair's INT8 vocoder failed provisioning's INT8 gate).
+            (the shipped pair has it since the twenty-eighth session; False ships the students as trained).
     """
     config = teacher_config()
     staging = RESULTS_DIR / ".staging"
@@ -147,8 +147,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--corpus-size", type=int, default=DEFAULT_SIZE)
     ap.add_argument("--note", default=None, help="free text stored with the training record")
     ap.add_argument("--reproduce", default="make distill", help="the commands that train these students again")
-    ap.add_argument("--variance", action="store_true",
-                    help="give the acoustic student its global-variance compensation before the gate")
+    ap.add_argument("--no-variance", dest="variance", action="store_false",
+                    help="ship the acoustic student as trained, without its global-variance compensation")
     ap.add_argument("--vocoder-run", type=Path, default=None,
                     help="the vocoder's run directory (default: RUNS/vocoder-gan where it exists, else RUNS/vocoder)")
     args = ap.parse_args(argv)

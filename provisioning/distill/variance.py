@@ -118,6 +118,25 @@ def apply(path: Path, comp: Compensation) -> None:
         check_interface(tmp, "acoustic")
 
 
+def remove(path: Path) -> None:
+    """Take ``apply``'s nodes out of the acoustic model at ``path`` again (in place, atomically): the student as trained."""
+    model = onnx.load(str(path))
+    graph = model.graph
+    ours = [n for n in graph.node if "z__flat" in n.input or "z__scaled" in n.input]
+    if len(ours) != 2 or not any(i.name == SCALE_NAME for i in graph.initializer):
+        raise InterfaceError(f"{path.name} has no global-variance compensation")
+    for node in ours:
+        graph.node.remove(node)
+    for init in [i for i in graph.initializer if i.name in (SCALE_NAME, SHIFT_NAME)]:
+        graph.initializer.remove(init)
+    producer = next(n for n in graph.node if "z__flat" in n.output)
+    producer.output[list(producer.output).index("z__flat")] = "z"
+    onnx.checker.check_model(model)
+    with atomic_path(path) as tmp:
+        onnx.save(model, str(tmp))
+        check_interface(tmp, "acoustic")
+
+
 def compensate(teacher: Path, student_acoustic: Path, phoneme_id_map: dict[str, Any], espeak_voice: str,
                count: int = FIT_SENTENCES, say: Callable[[str], None] = lambda line: None) -> Compensation:
     """Fit the compensation and write it into ``student_acoustic``; returns it (for the training record)."""
