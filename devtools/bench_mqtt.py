@@ -16,6 +16,7 @@ import paho.mqtt.client as mqtt
 
 from devtools.mosquitto import Mosquitto
 from jetvox.device.config import Config
+from jetvox.device.daemon.intake import no_delay
 from jetvox.device.daemon.messages import SayRequest, Status
 from jetvox.device.daemon.service import Daemon
 
@@ -93,6 +94,7 @@ def measure_publish_to_first_chunk(cfg: Config, sentences: Sequence[str] = DEFAU
                 if not daemon.start(connect_timeout=30):
                     raise RuntimeError("the daemon did not connect to the private broker")
                 client.connect("127.0.0.1", broker.port)
+                no_delay(client)  # as the daemon does: the probe's publish is not held behind its last PUBACK
                 client.loop_start()
                 prefix = daemon.topics.prefix
                 subscribed = client.subscribe([(f"{prefix}/audio/+", 1), (f"{prefix}/status/+", 1)])

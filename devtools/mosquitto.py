@@ -63,6 +63,7 @@ class Mosquitto:
                 [
                     f"listener {self.port} 127.0.0.1",
                     *options,
+                    "set_tcp_nodelay true",  # as README advises: Nagle held each audio chunk ~40 ms
                     "persistence true",
                     f"persistence_location {self.workdir}/",
                     "autosave_interval 1",

@@ -82,6 +82,20 @@ def _paho_client(cfg: MqttConfig, client_id: str, availability_topic: str, v5: b
     return client
 
 
+def no_delay(client: mqtt.Client) -> None:
+    """Turn Nagle's algorithm off on the client's TCP socket: the daemon writes a status and then audio chunks in
+    quick succession, and Nagle held each chunk back until the broker's delayed ACK of the write before it (about
+    40 ms a time). Websocket transports (no ``setsockopt``) are left as they are."""
+    sock = client.socket()
+    setsockopt = getattr(sock, "setsockopt", None)
+    if setsockopt is None:
+        return
+    try:
+        setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError as exc:  # not a TCP socket after all
+        log.debug("TCP_NODELAY not set: %s", exc)
+
+
 class MqttIntake:
     """One broker connection; ``on_delivery`` runs on paho's network thread and must not block."""
 
@@ -187,6 +201,7 @@ class MqttIntake:
             return
         with self._ack_lock:
             self._generation += 1
+        no_delay(client)
         self._up = True
         log.info("connected to %s:%d (session %s)", self._host, self._port,
                  "resumed" if flags.session_present else "new")
