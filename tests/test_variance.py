@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("torch", reason="the distillation extra (pip install .[train]) is not installed")
 
 from jetvox.engines.onnxrt import ort_session  # noqa: E402
-from jetvox.provisioning.distill.export import InterfaceError, check_interface  # noqa: E402
+from jetvox.provisioning.distill.export import InterfaceError  # noqa: E402
 from jetvox.provisioning.distill.gate import DEFAULT_SCALES as SCALES  # noqa: E402
 from jetvox.provisioning.distill.variance import Compensation, apply, fit, main, remove  # noqa: E402
 from jetvox.provisioning.int8.calibration import latent  # noqa: E402
@@ -29,8 +29,7 @@ def _uncompensated(tmp_path: Path) -> Path:
     """A copy of the shipped student acoustic model with its compensation taken out (the student as trained)."""
     path = tmp_path / "acoustic.onnx"
     shutil.copyfile(SHIPPED / "acoustic.onnx", path)
-    remove(path)
-    check_interface(path, "acoustic")
+    remove(path)  # checks the interface of what it writes
     return path
 
 

@@ -32,6 +32,7 @@ FIT_SEED = 777
 """Seed of those sentences (INT8 calibration draws its own with another seed)."""
 TEACHER_SCALES = (0.0, 1.0, 0.0)  # the teacher without noise: what the student was trained to predict
 SCALE_NAME, SHIFT_NAME = "variance.scale", "variance.shift"
+FLAT, SCALED = "z__flat", "z__scaled"  # z before the compensation, and after its Mul
 
 
 @dataclass(frozen=True)
@@ -107,30 +108,32 @@ def apply(path: Path, comp: Compensation) -> None:
     if producer is None:
         raise InterfaceError(f"{path.name} has no node producing z")
     channels = comp.scale.shape[0]
-    producer.output[list(producer.output).index("z")] = "z__flat"
+    producer.output[list(producer.output).index("z")] = FLAT
     graph.initializer.extend([numpy_helper.from_array(comp.scale.reshape(1, channels, 1), SCALE_NAME),
                               numpy_helper.from_array(comp.shift.reshape(1, channels, 1), SHIFT_NAME)])
-    graph.node.extend([helper.make_node("Mul", ["z__flat", SCALE_NAME], ["z__scaled"]),
-                       helper.make_node("Add", ["z__scaled", SHIFT_NAME], ["z"])])
-    onnx.checker.check_model(model)
-    with atomic_path(path) as tmp:  # replaced only once the result has the teacher's interface
-        onnx.save(model, str(tmp))
-        check_interface(tmp, "acoustic")
+    graph.node.extend([helper.make_node("Mul", [FLAT, SCALE_NAME], [SCALED]),
+                       helper.make_node("Add", [SCALED, SHIFT_NAME], ["z"])])
+    _save(model, path)
 
 
 def remove(path: Path) -> None:
     """Take ``apply``'s nodes out of the acoustic model at ``path`` again (in place, atomically): the student as trained."""
     model = onnx.load(str(path))
     graph = model.graph
-    ours = [n for n in graph.node if "z__flat" in n.input or "z__scaled" in n.input]
+    ours = [n for n in graph.node if FLAT in n.input or SCALED in n.input]
     if len(ours) != 2 or not any(i.name == SCALE_NAME for i in graph.initializer):
         raise InterfaceError(f"{path.name} has no global-variance compensation")
     for node in ours:
         graph.node.remove(node)
     for init in [i for i in graph.initializer if i.name in (SCALE_NAME, SHIFT_NAME)]:
         graph.initializer.remove(init)
-    producer = next(n for n in graph.node if "z__flat" in n.output)
-    producer.output[list(producer.output).index("z__flat")] = "z"
+    producer = next(n for n in graph.node if FLAT in n.output)
+    producer.output[list(producer.output).index(FLAT)] = "z"
+    _save(model, path)
+
+
+def _save(model: onnx.ModelProto, path: Path) -> None:
+    """Check ``model`` and write it over ``path``, replaced only once the result has the teacher's interface."""
     onnx.checker.check_model(model)
     with atomic_path(path) as tmp:
         onnx.save(model, str(tmp))
