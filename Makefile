@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 JETVOX := $(VENV)/bin/jetvox
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast provision bench bench-mqtt wyoming-bench soak typecheck verify-device fp16-evidence install teacher train-deps teacher-data teacher-data-wide distill distill-gan distill-hifi distill-wide distill-joint distill-gpu distill-3m distill-3r distill-3w distill-3x clean help
+.PHONY: setup demo test test-fast provision bench bench-mqtt wyoming-bench soak typecheck verify-device fp16-evidence install teacher train-deps teacher-data teacher-data-wide distill distill-gan distill-hifi distill-wide distill-joint distill-gpu distill-3m distill-3r distill-3w distill-3x distill-3v clean help
 
 help:
 	@echo "make demo   - set up, provision the default voice, speak a sample (demo.wav)"
@@ -245,6 +245,23 @@ distill-3x: TRAIN_MINUTES = 80
 distill-3x: train-deps
 	$(GPU_TRAIN) --out $(X3_RUN) --steps $(X3_STEPS) --start-from $(W3_RUN)/ckpt.pt --phase-lr 1e-4 --batch $(X3_BATCH) \
 	  --add-resolution 256:64 --disc-warmup 300
+
+# Stage 3v: 3x's average (82,897, the shipped vocoder) on pairs whose latents carry the shipped acoustic student's
+# global-variance compensation (`train --pairs-variance`, variance.py), as the vocoder gets them in use since the
+# twenty-eighth session: the target is the teacher decoder's audio of the compensated latents. 3w's utterances and
+# settings; new phase peak 1e-4.
+V3_RUN ?= provisioning/distill/results/vocoder-3v
+V3_STEPS ?= 86400
+V3_BATCH ?= 16
+distill-3v: GPU_DEVICE = cpu
+distill-3v: GPU_PACK = $(STATE)/distill/utterances-w5000.npz
+distill-3v: PACK_CORPORA = wide main
+distill-3v: PACK_FIRST = 5000
+distill-3v: TRAIN_THREADS = 2
+distill-3v: TRAIN_MINUTES = 80
+distill-3v: train-deps
+	$(GPU_TRAIN) --out $(V3_RUN) --steps $(V3_STEPS) --start-from $(X3_RUN)/ckpt.pt --phase-lr 1e-4 --batch $(V3_BATCH) \
+	  --pairs-variance device/voice/shipped/joe-fast/acoustic.onnx
 
 # On a device, as root: code and venv in /opt/jetvox, config in /etc/jetvox, systemd units enabled.
 install:

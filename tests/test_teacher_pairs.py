@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -14,7 +15,7 @@ torch = pytest.importorskip("torch", reason="the distillation extra (pip install
 from jetvox.provisioning.distill import hifigan, teacher_data, teacher_pairs  # noqa: E402
 from jetvox.provisioning.distill.aligned import load_acoustic  # noqa: E402
 from jetvox.provisioning.distill.models import HOP  # noqa: E402
-from jetvox.provisioning.distill.train import PairSource, TrainConfig, main, train  # noqa: E402
+from jetvox.provisioning.distill.train import PairSource, TrainConfig, _pair_data, main, train  # noqa: E402
 from tests.test_distill import tiny_runs  # noqa: E402,F401  (the module's fixture, shared)
 from tests.test_hifigan import _piper_decoder_onnx  # noqa: E402
 
@@ -69,6 +70,30 @@ def test_the_target_is_the_teachers_audio_of_the_students_own_latent(tmp_path: P
     assert torch.equal(latents[1], z[0]) and latents[1].shape == (192, int(utts.durations[1].sum()))
     torch.testing.assert_close(audio[1], expected)
     assert audio[1].shape[0] == latents[1].shape[1] * HOP and audio[1].abs().max() > 0
+
+
+def test_a_compensation_is_applied_to_the_latent_before_the_teacher_hears_it(
+        tmp_path: Path, tiny_runs: dict[str, Path]) -> None:  # noqa: F811
+    teacher = _piper_decoder_onnx(tmp_path / "vocoder.onnx")
+    acoustic, _ = load_acoustic(tiny_runs["acoustic"] / "ckpt.pt")
+    utts = teacher_pairs.from_cache(teacher_data.cached_paths(tiny_runs["vocoder"].parent / "cache"))
+    rng = np.random.default_rng(3)
+    scale, shift = rng.uniform(0.8, 1.5, 192).astype(np.float32), rng.normal(0, 0.1, 192).astype(np.float32)
+    cpu, f32 = torch.device("cpu"), torch.float32
+    plain, _ = teacher_pairs.make_pairs(utts, acoustic, teacher, cpu, f32)
+    latents, audio = teacher_pairs.make_pairs(utts, acoustic, teacher, cpu, f32, (scale, shift))
+    want = plain[1] * torch.from_numpy(scale)[:, None] + torch.from_numpy(shift)[:, None]
+    torch.testing.assert_close(latents[1], want)
+    with torch.no_grad():
+        torch.testing.assert_close(audio[1], teacher(want[None]).reshape(-1))
+    with pytest.raises(ValueError, match="compensation of 192 channels expected"):
+        teacher_pairs.make_pairs(utts, acoustic, teacher, cpu, f32, (scale[:5], shift[:5]))
+    pack = teacher_pairs.save(utts, tmp_path / "pack.npz")
+    source = PairSource(pack, tiny_runs["acoustic"] / "ckpt.pt", tmp_path / "vocoder.onnx")
+    shipped = Path(__file__).resolve().parent.parent / "device" / "voice" / "shipped" / "joe-fast" / "acoustic.onnx"
+    as_trained, _ = _pair_data(source, None, cpu, "vocoder")
+    compensated, _ = _pair_data(replace(source, variance=shipped), None, cpu, "vocoder")
+    assert "variance" not in as_trained and compensated == {**as_trained, "variance": compensated["variance"]}
 
 
 def test_a_batch_is_segments_of_the_pairs_with_zeros_past_the_ends() -> None:

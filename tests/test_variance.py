@@ -14,7 +14,7 @@ pytest.importorskip("torch", reason="the distillation extra (pip install .[train
 from jetvox.engines.onnxrt import ort_session  # noqa: E402
 from jetvox.provisioning.distill.export import InterfaceError  # noqa: E402
 from jetvox.provisioning.distill.gate import DEFAULT_SCALES as SCALES  # noqa: E402
-from jetvox.provisioning.distill.variance import Compensation, apply, fit, main, remove  # noqa: E402
+from jetvox.provisioning.distill.variance import Compensation, apply, fit, main, read, remove  # noqa: E402
 from jetvox.provisioning.int8.calibration import latent  # noqa: E402
 
 SHIPPED = Path(__file__).resolve().parent.parent / "device" / "voice" / "shipped" / "joe-fast"
@@ -48,6 +48,8 @@ def test_the_shipped_student_is_compensated_and_remove_undoes_it(tmp_path: Path)
 
 def test_the_compensation_scales_each_channel_and_keeps_durations(tmp_path: Path) -> None:
     path = _uncompensated(tmp_path)
+    with pytest.raises(InterfaceError, match="no global-variance compensation"):
+        read(path)
     before = ort_session(path).run(None, {"input": np.array([IDS]), "input_lengths": np.array([len(IDS)]),
                                           "scales": np.array(SCALES, np.float32)})
     rng = np.random.default_rng(0)
@@ -59,6 +61,9 @@ def test_the_compensation_scales_each_channel_and_keeps_durations(tmp_path: Path
     np.testing.assert_allclose(after[0], before[0] * comp.scale[None, :, None] + comp.shift[None, :, None],
                                rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(after[1], before[1])  # durations untouched
+    scale, shift = read(path)  # what vocoder training pairs apply (teacher_pairs.make_pairs)
+    np.testing.assert_array_equal(scale, comp.scale)
+    np.testing.assert_array_equal(shift, comp.shift)
     with pytest.raises(InterfaceError, match="compensated already"):
         apply(path, comp)
 

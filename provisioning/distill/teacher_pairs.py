@@ -166,23 +166,31 @@ class PairData:
 
 @torch.no_grad()
 def make_pairs(utts: Utterances, acoustic: StudentAcoustic, teacher: torch.nn.Module, device: torch.device,
-               dtype: torch.dtype = torch.float16) -> Pairs:
+               dtype: torch.dtype = torch.float16, variance: tuple[np.ndarray, np.ndarray] | None = None) -> Pairs:
     """Per utterance, the acoustic student's teacher-forced latent [192, T] and the teacher decoder's audio of
     exactly that latent [T * 256], stored as ``dtype`` on ``device``.
 
     The vocoder then learns a function: its target is what the teacher's vocoder makes of the very input it is
     given, the latents it is given in use (the cache's pairs give the teacher's audio of the teacher's own latents,
-    which the student's latents only approximate). Each utterance is vocoded whole, as in use.
+    which the student's latents only approximate). Each utterance is vocoded whole, as in use. ``variance``, a
+    global-variance compensation ``(scale, shift)`` per channel (``variance.read``), is applied to each latent
+    first, as the shipped acoustic model applies it.
     """
     from tqdm import tqdm
 
     acoustic, teacher = acoustic.to(device).eval(), teacher.to(device).eval()
+    if variance is not None and any(v.shape != (LATENT,) for v in variance):
+        raise ValueError(f"a compensation of {LATENT} channels expected; got scale {variance[0].shape}, "
+                         f"shift {variance[1].shape}")
+    comp = [torch.from_numpy(v).to(device)[None, :, None] for v in variance] if variance is not None else None
     latents, audio = [], []
     for ids, dur in tqdm(list(zip(utts.ids, utts.durations)), desc="student latents, teacher audio", mininterval=5):
         frames = int(dur.sum())
         i = torch.from_numpy(ids)[None].to(device)
         d = torch.from_numpy(dur)[None].to(device)
         z, _ = acoustic.forward_train(i, torch.ones(1, 1, i.shape[1], device=device), d, frames)
+        if comp is not None:
+            z = z * comp[0] + comp[1]
         wav = teacher(z).reshape(-1)
         if wav.shape[0] != frames * HOP:
             raise ValueError(f"the teacher's decoder made {wav.shape[0]} samples of {frames} frames; expected "

@@ -693,6 +693,9 @@ class PairSource:
     """The acoustic student's checkpoint whose teacher-forced latents are the vocoder's inputs."""
     teacher: Path
     """The teacher's split ``vocoder.onnx``, whose audio of those latents is the target."""
+    variance: Path | None = None
+    """A compensated acoustic ONNX model (the shipped student's) whose global-variance compensation is applied to
+    the latents first, as in use (``variance.py``); None: the latents as the checkpoint makes them."""
 
 
 SLIM_KEYS = ("config", "step", "seconds", "utterances", "hardware", "disc", "opt_d", "gan", "teacher_channels")
@@ -744,13 +747,19 @@ def _pair_data(source: PairSource, limit_items: int | None, device: torch.device
     utts = teacher_pairs.Utterances(utts.ids[:limit_items], utts.durations[:limit_items])
     acoustic, acoustic_digest = aligned_mod.load_acoustic(source.acoustic)
     digests = {"utterances": utts.digest(), "acoustic": acoustic_digest, "teacher": _file_digest(source.teacher)}
+    from jetvox.provisioning.distill import variance  # it imports export, which imports this module
+
+    comp = variance.read(source.variance) if source.variance is not None else None
+    if comp is not None:
+        digests["variance"] = hashlib.sha256(comp[0].tobytes() + comp[1].tobytes()).hexdigest()[:16]
 
     def make(cfg: TrainConfig, rng: np.random.Generator) -> teacher_pairs.PairData:
         dtype = torch.float32 if device.type == "cuda" else torch.float16  # the CPU's memory holds half
         _tf32(False)  # the targets in full float32, as the teacher's ONNX model computes them
         latents, audio = teacher_pairs.kept_pairs(
             source.utterances, teacher_pairs.pairs_key(digests, dtype, device),
-            lambda: teacher_pairs.make_pairs(utts, acoustic, hifigan.load_teacher(source.teacher), device, dtype),
+            lambda: teacher_pairs.make_pairs(utts, acoustic, hifigan.load_teacher(source.teacher), device, dtype,
+                                             comp),
             device)
         return teacher_pairs.PairData(latents, audio, cfg.batch, cfg.segment, cfg.context, rng)
 
@@ -1002,6 +1011,9 @@ def _device_flags(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
                     help="vocoder: make the pairs on the training device from an utterance pack (teacher_pairs.py): "
                          "the teacher-forced latents of the acoustic student's checkpoint ACOUSTIC and the teacher "
                          "decoder's audio of them")
+    ap.add_argument("--pairs-variance", type=Path, default=None, metavar="ONNX",
+                    help="with --pairs: apply the global-variance compensation of this acoustic model (the shipped "
+                         "student's acoustic.onnx) to the pairs' latents, as the vocoder gets them in use")
     ap.add_argument("--teacher-vocoder", type=Path, default=None, metavar="ONNX",
                     help="the teacher's split vocoder.onnx (default: the provisioned teacher's under the state dir)")
     ap.add_argument("--device", default="cpu", help="where to train: cpu (default) or cuda")
@@ -1044,6 +1056,8 @@ def _check(ap: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, f
             ap.error(f"--prune-teacher expects channels per stage like 112,56,28,12; got {args.prune_teacher!r}")
         if args.what != "vocoder" or min(args.prune_teacher) < 1:
             ap.error(f"--prune-teacher starts a vocoder with positive channels; got {args.prune_teacher} for {args.what}")
+    if args.pairs_variance is not None and args.pairs is None:
+        ap.error("--pairs-variance applies a compensation to the pairs' latents: it needs --pairs")
     if args.pairs is not None and (args.what != "vocoder" or args.aligned_fraction is not None):
         ap.error("--pairs makes a vocoder's pairs; it replaces --aligned-fraction and needs --what vocoder")
     if args.batch is not None and args.batch < 1:
@@ -1101,7 +1115,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     aligned = (args.aligned_fraction, args.aligned_acoustic) if args.aligned_fraction is not None else None
     teacher_vocoder = args.teacher_vocoder or teacher_data.teacher_dir(default_state_dir()) / "vocoder.onnx"
-    pairs = PairSource(args.pairs[0], args.pairs[1], teacher_vocoder) if args.pairs is not None else None
+    pairs = (PairSource(args.pairs[0], args.pairs[1], teacher_vocoder, args.pairs_variance)
+             if args.pairs is not None else None)
     try:
         summary = train(cfg, cache, out, args.resume, args.max_minutes, extend_lr=args.extend_lr, gan_set=gan_set,
                         widen_mult=args.widen_mult, stop_at=args.stop_at, aligned=aligned, phase_lr=args.phase_lr,

@@ -116,6 +116,16 @@ def apply(path: Path, comp: Compensation) -> None:
     _save(model, path)
 
 
+def read(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The ``(scale, shift)`` per channel, float32 [C] each, that ``apply`` wrote into the acoustic model at ``path``."""
+    found = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer
+             if i.name in (SCALE_NAME, SHIFT_NAME)}
+    if len(found) != 2:
+        raise InterfaceError(f"{path} has no global-variance compensation (expected the initializers "
+                             f"{SCALE_NAME} and {SHIFT_NAME}; found {sorted(found) or 'neither'})")
+    return (found[SCALE_NAME].reshape(-1).astype(np.float32), found[SHIFT_NAME].reshape(-1).astype(np.float32))
+
+
 def remove(path: Path) -> None:
     """Take ``apply``'s nodes out of the acoustic model at ``path`` again (in place, atomically): the student as trained."""
     model = onnx.load(str(path))
