@@ -20,14 +20,8 @@ torch = pytest.importorskip("torch", reason="the distillation extra (pip install
 
 from jetvox.provisioning.distill import teacher_data  # noqa: E402
 from jetvox.provisioning.distill.costs import count_macs  # noqa: E402
-from jetvox.provisioning.distill.export import (  # noqa: E402
-    FP16_MIN_ELEMENTS,
-    INTERFACES,
-    InterfaceError,
-    check_interface,
-    export,
-    load_student,
-)
+from jetvox.provisioning.distill.export import FP16_MIN_ELEMENTS, export, load_student  # noqa: E402
+from jetvox.provisioning.distill.interface import INTERFACES, InterfaceError, check_interface  # noqa: E402
 from jetvox.provisioning.distill.models import (  # noqa: E402
     HOP,
     N_FFT,

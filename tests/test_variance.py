@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("torch", reason="the distillation extra (pip install .[train]) is not installed")
 
 from jetvox.engines.onnxrt import ort_session  # noqa: E402
-from jetvox.provisioning.distill.export import InterfaceError  # noqa: E402
+from jetvox.provisioning.distill.interface import InterfaceError  # noqa: E402
 from jetvox.provisioning.distill.gate import DEFAULT_SCALES as SCALES  # noqa: E402
 from jetvox.provisioning.distill.variance import Compensation, apply, fit, main, read, remove  # noqa: E402
 from jetvox.provisioning.int8.calibration import latent  # noqa: E402

@@ -5,37 +5,24 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from jetvox.engines.errors import JetvoxError
 from jetvox.engines.onnxrt import ort_session
+from jetvox.provisioning.distill.interface import INTERFACES, InterfaceError, check_interface
 from jetvox.provisioning.distill.models import HOP, LATENT, N_FFT, InverseSTFT, StudentVocoder
 from jetvox.provisioning.distill.train import CKPT, TrainConfig, build_model
 
 log = logging.getLogger(__name__)
 
 OPSET = 17
-Spec = tuple[tuple[str, str, list[Union[str, int]]], ...]
-# (name, elem type, shape) exactly as provisioning.split writes the teacher's models.
-ACOUSTIC_INPUTS: Spec = (("input", "int64", ["batch_size", "phonemes"]), ("input_lengths", "int64", ["batch_size"]),
-                   ("scales", "float32", [3]))
-ACOUSTIC_OUTPUTS: Spec = (("z", "float32", [1, LATENT, "frames"]), ("durations", "float32", [1, "phonemes"]))
-VOCODER_INPUTS: Spec = (("z", "float32", [1, LATENT, "frames"]),)
-VOCODER_OUTPUTS: Spec = (("audio", "float32", [1, "samples"]),)
-INTERFACES = {"acoustic": (ACOUSTIC_INPUTS, ACOUSTIC_OUTPUTS), "vocoder": (VOCODER_INPUTS, VOCODER_OUTPUTS)}
 
 
 FP16_MIN_ELEMENTS = 1024
 """Float initializers at least this large are stored as float16 with a Cast back to float32 (folded at load)."""
-
-
-class InterfaceError(JetvoxError, ValueError):
-    """An exported model's inputs or outputs differ from the teacher split's."""
 
 
 def load_student(run_dir: Path, average: bool = True) -> tuple[torch.nn.Module, TrainConfig, dict]:
@@ -244,18 +231,6 @@ def export(model: torch.nn.Module, role: str, path: Path) -> Path:
     check_interface(path, role)
     log.info("exported %s to %s (%.1f MB)", role, path, path.stat().st_size / 1e6)
     return path
-
-
-def check_interface(path: Path, role: str) -> None:
-    """Raise InterfaceError unless ONNX Runtime sees the teacher split's names, dtypes and shapes for ``role``."""
-    sess = ort_session(path)
-    ort_types = {"tensor(float)": "float32", "tensor(int64)": "int64"}
-    want_in, want_out = INTERFACES[role]
-    for got, want, what in ((sess.get_inputs(), want_in, "inputs"), (sess.get_outputs(), want_out, "outputs")):
-        seen = [(a.name, ort_types.get(a.type, a.type), list(a.shape)) for a in got]
-        expected = [(n, t, list(s)) for n, t, s in want]
-        if seen != expected:
-            raise InterfaceError(f"{path.name} {what}: expected {expected}, got {seen}")
 
 
 def run_vocoder(path: Path, z: np.ndarray) -> np.ndarray:

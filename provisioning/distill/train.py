@@ -22,7 +22,7 @@ import torch
 
 from jetvox.device.config import default_state_dir
 from jetvox.provisioning.distill import aligned as aligned_mod
-from jetvox.provisioning.distill import hifigan, teacher_data, teacher_pairs
+from jetvox.provisioning.distill import hifigan, teacher_data, teacher_pairs, variance
 from jetvox.provisioning.distill.adversarial import AdversarialStep, GanConfig, gan_config
 from jetvox.provisioning.distill.losses import VocoderLoss, masked_l1, masked_mse
 from jetvox.provisioning.distill.models import (
@@ -747,8 +747,6 @@ def _pair_data(source: PairSource, limit_items: int | None, device: torch.device
     utts = teacher_pairs.Utterances(utts.ids[:limit_items], utts.durations[:limit_items])
     acoustic, acoustic_digest = aligned_mod.load_acoustic(source.acoustic)
     digests = {"utterances": utts.digest(), "acoustic": acoustic_digest, "teacher": _file_digest(source.teacher)}
-    from jetvox.provisioning.distill import variance  # it imports export, which imports this module
-
     comp = variance.read(source.variance) if source.variance is not None else None
     if comp is not None:
         digests["variance"] = hashlib.sha256(comp[0].tobytes() + comp[1].tobytes()).hexdigest()[:16]

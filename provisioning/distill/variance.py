@@ -19,7 +19,7 @@ from jetvox.device.storage import atomic_path
 from jetvox.device.text.normalize import prepare
 from jetvox.device.text.phonemes import Phonemizer
 from jetvox.engines.onnxrt import ort_session
-from jetvox.provisioning.distill.export import InterfaceError, check_interface
+from jetvox.provisioning.distill.interface import InterfaceError, check_interface
 from jetvox.provisioning.distill.gate import DEFAULT_SCALES
 from jetvox.provisioning.distill.teacher_data import teacher_dir
 from jetvox.provisioning.int8.calibration import generate_sentences, latent
