@@ -224,11 +224,11 @@ distill-3r: train-deps
 W3_RUN ?= provisioning/distill/results/vocoder-3w
 W3_STEPS ?= 70000
 W3_BATCH ?= 16
-distill-3w distill-3x: GPU_DEVICE = cpu
-distill-3w distill-3x: GPU_PACK = $(STATE)/distill/utterances-w5000.npz
-distill-3w distill-3x: PACK_CORPORA = wide main
-distill-3w distill-3x: PACK_FIRST = 5000
-distill-3w distill-3x: TRAIN_THREADS = 2
+distill-3w distill-3x distill-3v: GPU_DEVICE = cpu
+distill-3w distill-3x distill-3v: GPU_PACK = $(STATE)/distill/utterances-w5000.npz
+distill-3w distill-3x distill-3v: PACK_CORPORA = wide main
+distill-3w distill-3x distill-3v: PACK_FIRST = 5000
+distill-3w distill-3x distill-3v: TRAIN_THREADS = 2
 distill-3w: TRAIN_MINUTES = 78
 distill-3w: train-deps
 	$(GPU_TRAIN) --out $(W3_RUN) --steps $(W3_STEPS) --start-from $(R3_RUN)/ckpt.pt --phase-lr 1e-4 --batch $(W3_BATCH)
@@ -253,11 +253,6 @@ distill-3x: train-deps
 V3_RUN ?= provisioning/distill/results/vocoder-3v
 V3_STEPS ?= 86400
 V3_BATCH ?= 16
-distill-3v: GPU_DEVICE = cpu
-distill-3v: GPU_PACK = $(STATE)/distill/utterances-w5000.npz
-distill-3v: PACK_CORPORA = wide main
-distill-3v: PACK_FIRST = 5000
-distill-3v: TRAIN_THREADS = 2
 distill-3v: TRAIN_MINUTES = 80
 distill-3v: train-deps
 	$(GPU_TRAIN) --out $(V3_RUN) --steps $(V3_STEPS) --start-from $(X3_RUN)/ckpt.pt --phase-lr 1e-4 --batch $(V3_BATCH) \
