@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 JETVOX := $(VENV)/bin/jetvox
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast provision bench bench-mqtt wyoming-bench soak typecheck verify-device fp16-evidence install teacher train-deps teacher-data teacher-data-wide distill distill-gan distill-hifi distill-wide distill-joint distill-gpu distill-3m distill-3r distill-3w distill-3x distill-3v clean help
+.PHONY: setup demo test test-fast provision bench bench-mqtt wyoming-bench soak typecheck verify-device fp16-evidence install teacher train-deps teacher-data teacher-data-wide distill distill-gan distill-hifi distill-wide distill-joint distill-gpu distill-3m distill-3r distill-3w distill-3x distill-3v distill-soup clean help
 
 help:
 	@echo "make demo   - set up, provision the default voice, speak a sample (demo.wav)"
@@ -169,6 +169,15 @@ distill-joint: teacher-data
 	  --acoustic-from $(ACOUSTIC_RUN)/ckpt.pt --acoustic-step $(ACOUSTIC_STEPS) \
 	  --cache $(STATE_CACHE) --cache $(STATE_CACHE)-wide
 
+# Stage 6 (issue 10): the acoustic student as the uniform weight average ("model soup", soup.py) of its three
+# checkpoints of one lineage: stage 2 (15,000), stage 4 (30,000, fine-tuned from it) and stage 5 (32,000, from
+# that). It trains nothing (seconds on the CPU); the joe-fast acoustic student since the thirtieth session.
+SOUP_RUN ?= provisioning/distill/results/acoustic-soup
+distill-soup: setup
+	$(PY) -m pip install -q $(TRAIN_DEPS)
+	$(PY) -m jetvox.provisioning.distill.soup --out $(SOUP_RUN) $(ACOUSTIC_FROM) $(ACOUSTIC_RUN)/ckpt.pt \
+	  $(JOINT_RUN)/acoustic/ckpt.pt
+
 # Stage 3g (issue 10), on a CUDA GPU (never in CI): the stage-3e vocoder (its averaged weights, a fresh optimiser)
 # trained on against pairs made on the GPU at the start of each run (teacher_pairs.py): the acoustic student's
 # teacher-forced latents and the teacher decoder's audio of exactly those latents, so the vocoder learns a function
@@ -249,11 +258,13 @@ distill-3x: train-deps
 # Stage 3v: 3x's average (82,897, the shipped vocoder) on pairs whose latents carry the shipped acoustic student's
 # global-variance compensation (`train --pairs-variance`, variance.py), as the vocoder gets them in use since the
 # twenty-eighth session: the target is the teacher decoder's audio of the compensated latents. 3w's utterances and
-# settings; new phase peak 1e-4.
+# settings; new phase peak 1e-4. From 83,881 on, its pairs' latents are the acoustic soup's (distill-soup), the
+# acoustic student shipped since the thirtieth session, with that soup's compensation.
 V3_RUN ?= provisioning/distill/results/vocoder-3v
 V3_STEPS ?= 86400
 V3_BATCH ?= 16
 distill-3v: TRAIN_MINUTES = 80
+distill-3v: GAN_ACOUSTIC = $(SOUP_RUN)/ckpt.pt
 distill-3v: train-deps
 	$(GPU_TRAIN) --out $(V3_RUN) --steps $(V3_STEPS) --start-from $(X3_RUN)/ckpt.pt --phase-lr 1e-4 --batch $(V3_BATCH) \
 	  --pairs-variance device/voice/shipped/joe-fast/acoustic.onnx

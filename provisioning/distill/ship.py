@@ -151,13 +151,15 @@ def main(argv: list[str] | None = None) -> None:
                     help="ship the acoustic student as trained, without its global-variance compensation")
     ap.add_argument("--vocoder-run", type=Path, default=None,
                     help="the vocoder's run directory (default: RUNS/vocoder-gan where it exists, else RUNS/vocoder)")
+    ap.add_argument("--acoustic-run", type=Path, default=None,
+                    help="the acoustic model's run directory (default: RUNS/acoustic), e.g. a soup (soup.py)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     runs = args.runs or runs_dir(default_state_dir())
     gan = runs / "vocoder-gan"
     vocoder = args.vocoder_run or (gan if (gan / "ckpt.pt").is_file() else runs / "vocoder")
     cache = cache_dir(default_state_dir())  # counted for the record where this machine still has it
-    out = ship(vocoder, runs / "acoustic", teacher_dir(default_state_dir()), args.corpus_size,
+    out = ship(vocoder, args.acoustic_run or runs / "acoustic", teacher_dir(default_state_dir()), args.corpus_size,
                cache if cache.is_dir() else None, note=args.note, reproduce=args.reproduce,
                variance=args.variance)
     print(json.dumps(out["training"]["gate"], indent=2))
