@@ -171,7 +171,7 @@ distill-joint: teacher-data
 
 # Stage 6 (issue 10): the acoustic student as the uniform weight average ("model soup", soup.py) of its three
 # checkpoints of one lineage: stage 2 (15,000), stage 4 (30,000, fine-tuned from it) and stage 5 (32,000, from
-# that). It trains nothing (seconds on the CPU); the joe-fast acoustic student since the thirtieth session.
+# that). It trains nothing (seconds on the CPU). Gated and passed in the thirtieth session, not shipped yet (README).
 SOUP_RUN ?= provisioning/distill/results/acoustic-soup
 distill-soup: setup
 	$(PY) -m pip install -q $(TRAIN_DEPS)
@@ -258,13 +258,11 @@ distill-3x: train-deps
 # Stage 3v: 3x's average (82,897, the shipped vocoder) on pairs whose latents carry the shipped acoustic student's
 # global-variance compensation (`train --pairs-variance`, variance.py), as the vocoder gets them in use since the
 # twenty-eighth session: the target is the teacher decoder's audio of the compensated latents. 3w's utterances and
-# settings; new phase peak 1e-4. From 83,881 on, its pairs' latents are the acoustic soup's (distill-soup), the
-# acoustic student shipped since the thirtieth session, with that soup's compensation.
+# settings; new phase peak 1e-4.
 V3_RUN ?= provisioning/distill/results/vocoder-3v
 V3_STEPS ?= 86400
 V3_BATCH ?= 16
 distill-3v: TRAIN_MINUTES = 80
-distill-3v: GAN_ACOUSTIC = $(SOUP_RUN)/ckpt.pt
 distill-3v: train-deps
 	$(GPU_TRAIN) --out $(V3_RUN) --steps $(V3_STEPS) --start-from $(X3_RUN)/ckpt.pt --phase-lr 1e-4 --batch $(V3_BATCH) \
 	  --pairs-variance device/voice/shipped/joe-fast/acoustic.onnx

@@ -498,7 +498,7 @@ def test_evaluate_takes_latents_from_an_acoustic_checkpoint(tmp_path: Path) -> N
 
     state = provisioned_state_dir()
     ids = [[1, 0, 20, 0, 59, 0, 24, 0, 27, 0, 2], [1, 0, 30, 0, 40, 0, 50, 0, 2]]
-    latents, l1 = checkpoint_latents(RESULTS / "acoustic-soup" / "ckpt.pt", state, ids)  # shipped since the 30th
+    latents, l1 = checkpoint_latents(RESULTS / "acoustic-ckpt.pt", state, ids)
     trained = tmp_path / "acoustic.onnx"
     shutil.copyfile(state / "voices" / "joe-fast" / "acoustic.onnx", trained)
     remove(trained)

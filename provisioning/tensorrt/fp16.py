@@ -16,7 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from jetvox.device.config import Config
 from jetvox.device.config import load as load_config
-from jetvox.device.evaluation.sentences import HELD_OUT
+from jetvox.device.evaluation.sentences import EVAL_SENTENCES
 from jetvox.device.synthesis.feeds import acoustic_feeds
 from jetvox.device.voice.loader import Voice, load_voice, model_entries
 from jetvox.engines.onnxrt import OnnxRuntimeEngine
@@ -171,8 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--config", type=Path, default=None)
     ap.add_argument("--voice", default=None, help="provisioned voice (default: the configured one)")
     ap.add_argument("--state-dir", type=Path, default=None)
-    ap.add_argument("--limit", type=int, default=len(HELD_OUT),
-                    help="first N of the 126 held-out sentences (the 26 benchmark ones first; the students' gate's set)")
+    ap.add_argument("--limit", type=int, default=len(EVAL_SENTENCES), help="first N of the 26 built-in sentences")
     ap.add_argument("--json", type=Path, default=None, help="also write the report here")
     ap.add_argument("--precision", choices=("auto", "fp32"), default="auto",
                     help="auto: the models the quality gates chose; fp32: the FP32 graphs")
@@ -180,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     cfg = load_config(args.config, voice__name=args.voice,
                       state_dir=str(args.state_dir) if args.state_dir else None)
-    report = evidence(cfg, HELD_OUT[: args.limit], say=lambda line: print(line, file=sys.stderr, flush=True),
+    report = evidence(cfg, EVAL_SENTENCES[: args.limit], say=lambda line: print(line, file=sys.stderr, flush=True),
                       precision=None if args.precision == "auto" else args.precision)
     text = json.dumps(report, indent=2)
     print(text)
