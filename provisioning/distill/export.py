@@ -25,6 +25,11 @@ FP16_MIN_ELEMENTS = 1024
 """Float initializers at least this large are stored as float16 with a Cast back to float32 (folded at load)."""
 
 
+def weights_key(state: dict, average: bool = True) -> str:
+    """Which weights of a checkpoint are the run's: ``ema`` (the moving average) where kept and wanted, else ``model``."""
+    return "ema" if average and "ema" in state else "model"
+
+
 def load_student(run_dir: Path, average: bool = True) -> tuple[torch.nn.Module, TrainConfig, dict]:
     """The trained model of a run directory, in eval mode, with its config and checkpoint metadata.
 
@@ -36,7 +41,7 @@ def load_student(run_dir: Path, average: bool = True) -> tuple[torch.nn.Module, 
     state = torch.load(Path(run_dir) / CKPT, map_location="cpu", weights_only=False)
     cfg = TrainConfig(**state["config"])
     model = build_model(cfg)
-    which = "ema" if average and "ema" in state else "model"
+    which = weights_key(state, average)
     model.load_state_dict(state[which])
     model.eval()
     meta = {k: state[k] for k in ("step", "seconds", "utterances", "hardware") if k in state}

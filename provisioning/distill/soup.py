@@ -13,6 +13,7 @@ import torch
 
 from jetvox.device.storage import atomic_path, atomic_write_text
 from jetvox.provisioning.distill.aligned import weights_digest
+from jetvox.provisioning.distill.export import weights_key
 from jetvox.provisioning.distill.train import CKPT, LOSS_LOG
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ class SoupError(ValueError):
 
 def _weights(state: dict[str, Any]) -> dict[str, torch.Tensor]:
     """The weights ``export.load_student`` would take: the moving average where the run keeps one."""
-    return state["ema"] if "ema" in state else state["model"]
+    return state[weights_key(state)]
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -56,13 +57,13 @@ def average(paths: Sequence[Path], weights: Sequence[float] | None = None) -> di
     w = [x / sum(w) for x in w]
     states = [_load(Path(p)) for p in paths]
     first, last = states[0], states[-1]
+    want = {k: tuple(v.shape) for k, v in _weights(first).items()}
     for path, state in zip(paths[1:], states[1:]):
         for key in ("what", "model"):
             if state["config"].get(key) != first["config"].get(key):
                 raise SoupError(f"{path}: {key} {state['config'].get(key)!r} differs from {paths[0]}'s "
                                 f"{first['config'].get(key)!r}")
         got = {k: tuple(v.shape) for k, v in _weights(state).items()}
-        want = {k: tuple(v.shape) for k, v in _weights(first).items()}
         if got != want:
             diff = sorted(set(got.items()) ^ set(want.items()))[:3]
             raise SoupError(f"{path}: weights differ in name or shape from {paths[0]}'s, e.g. {diff}")
