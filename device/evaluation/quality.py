@@ -84,7 +84,7 @@ def _decoder() -> Decoder:
     from pocketsphinx import Decoder
 
     logger.info("loading pocketsphinx default US-English model")
-    # Batch CMN normalises each utterance on its own, so results do not depend on earlier calls.
+    # Batch CMN normalises each utterance on its own; transcribe also resets the feature state before each one.
     return Decoder(loglevel="ERROR", cmn="batch", samprate=ASR_SAMPLE_RATE)
 
 
@@ -115,6 +115,10 @@ def transcribe(audio: np.ndarray, sample_rate: int) -> str:
         return ""
     with _DECODER_LOCK:
         decoder = _decoder()
+        # Without this the decoder's feature extraction keeps state from the previous utterance, and the same
+        # audio could transcribe differently depending on what came before it (found when two identical clips,
+        # one after the other, gave different words).
+        decoder.reinit_feat()
         decoder.start_utt()
         decoder.process_raw(pcm.tobytes(), full_utt=True)
         decoder.end_utt()
