@@ -870,6 +870,10 @@ def test_aligned_latents_are_the_acoustic_students_teacher_forced_output(tiny_ru
                                    items[0].z0.shape[1])
     assert latents[0] is not None and latents[0].shape == items[0].z0.shape
     assert np.allclose(latents[0], z[0].numpy(), atol=1e-2)
+    scale, shift = np.linspace(0.5, 2.0, 192, dtype=np.float32), np.linspace(-1.0, 1.0, 192, dtype=np.float32)
+    compensated = aligned_latents([items[0]], model, (scale, shift))[0]  # as the vocoder gets them in use
+    assert compensated is not None
+    assert np.allclose(compensated, z[0].numpy() * scale[:, None] + shift[:, None], atol=2e-2)
     assert len(digest) == 16 and load_acoustic(tiny_runs["acoustic"] / "ckpt.pt")[1] == digest
     with pytest.raises(ValueError, match="expected 'acoustic'"):
         load_acoustic(tiny_runs["vocoder"] / "ckpt.pt")
@@ -898,6 +902,21 @@ def test_a_vocoder_trains_on_aligned_latents_and_the_run_records_it(tiny_runs: d
     assert record["aligned_acoustic"] == digest and record["changes"] == summary["changes"]
     with pytest.raises(ValueError, match="aligned latents"):  # resuming it needs the same acoustic student
         train(TrainConfig(what="vocoder", steps=before + 3), cache, run, resume=True)
+    shipped = Path(__file__).resolve().parent.parent / "device" / "voice" / "shipped" / "joe-fast" / "acoustic.onnx"
+    summary = train(TrainConfig(what="vocoder", steps=before + 3), cache, run, resume=True, aligned=(1.0, acoustic),
+                    aligned_variance=shipped)  # the compensated latents are another input: recorded as such
+    assert summary["steps"] == before + 3 and summary["aligned_acoustic"].startswith(digest + "+variance:")
+    assert summary["changes"][-1] == {"step": before + 2, "aligned": {"fraction": 1.0,
+                                                                     "acoustic": summary["aligned_acoustic"]}}
+
+    state = torch.load(run / "ckpt.pt", weights_only=False)  # as if it had trained on pairs (teacher_pairs.py)
+    state["config"]["pairs"] = {"utterances": "0123456789abcdef"}
+    torch.save(state, run / "ckpt.pt")
+    with pytest.raises(ValueError, match="give --pairs"):  # back to the cache only on aligned latents
+        train(TrainConfig(what="vocoder", steps=before + 4), cache, run, resume=True)
+    summary = train(TrainConfig(what="vocoder", steps=before + 4), cache, run, resume=True, aligned=(1.0, acoustic),
+                    aligned_variance=shipped)
+    assert "pairs" not in summary and summary["changes"][-1] == {"step": before + 3, "pairs": {}}
 
     cfg = TrainConfig(what="vocoder", steps=1, batch=4, segment=8, context=0, aligned_fraction=1.0)
     items = [teacher_data.load_item(p) for p in teacher_data.cached_paths(cache)]
@@ -923,7 +942,8 @@ def test_aligned_flags_are_checked_before_anything_runs(tiny_runs: dict[str, Pat
                         (["--resume", "--adversarial", "--disc-width", "2", "--disc-warmup", "-1"], "warmup -1"),
                         (["--resume", "--add-resolution", "448:112"], "needs --adversarial, --resume"),
                         (["--resume", "--adversarial", "--add-resolution", "448"], "N_FFT:HOP like 448:112; got '448'"),
-                        (["--resume", "--adversarial", "--add-resolution", "448:0"], "got '448:0'")):
+                        (["--resume", "--adversarial", "--add-resolution", "448:0"], "got '448:0'"),
+                        (["--aligned-variance", "a.onnx"], "it needs --aligned-fraction")):
         with pytest.raises(SystemExit) as exc:
             main(base + extra)
         assert exc.value.code == 2 and says in capsys.readouterr().err

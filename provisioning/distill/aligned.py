@@ -46,8 +46,10 @@ def eligible(item: teacher_data.Item) -> bool:
 
 
 @torch.no_grad()
-def aligned_latents(items: list[teacher_data.Item], model: StudentAcoustic) -> list[np.ndarray | None]:
-    """Per item, the student's latent [192, T0] from the teacher's durations (float16), or None when not eligible.
+def aligned_latents(items: list[teacher_data.Item], model: StudentAcoustic,
+                    compensation: tuple[np.ndarray, np.ndarray] | None = None) -> list[np.ndarray | None]:
+    """Per item, the student's latent [192, T0] from the teacher's durations (float16), or None when not eligible;
+    with a global-variance ``compensation`` (``variance.read``: scale and shift per channel) applied, as in use.
 
     As HiFi-GAN fine-tunes on ground-truth-aligned mels: the vocoder learns to turn the acoustic student's smoother
     latents, the ones it is given in use, into the teacher's audio.
@@ -62,7 +64,9 @@ def aligned_latents(items: list[teacher_data.Item], model: StudentAcoustic) -> l
         ids = torch.from_numpy(item.ids.astype(np.int64))[None]
         mask = torch.ones(1, 1, ids.shape[1])
         durations = torch.from_numpy(item.durations.astype(np.float32))[None]
-        z, _ = model.forward_train(ids, mask, durations, item.z0.shape[1])
-        out.append(z[0].numpy().astype(np.float16))
+        z = model.forward_train(ids, mask, durations, item.z0.shape[1])[0][0].numpy()
+        if compensation is not None:
+            z = z * compensation[0][:, None] + compensation[1][:, None]
+        out.append(z.astype(np.float16))
     log.info("aligned latents for %d of %d utterances", sum(z is not None for z in out), len(out))
     return out

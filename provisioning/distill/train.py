@@ -396,18 +396,28 @@ def _restore(cfg: TrainConfig, ckpt_path: Path, resume: bool, extend_lr: float |
         resumed, state = _widen_discriminators(resumed, state, *disc)
     if add_resolutions is not None:
         resumed, state = _add_resolutions(resumed, state, *add_resolutions)
-    if pairs is not None and resumed.get("pairs", {}) != pairs:
-        resumed["pairs"] = pairs
-        resumed["changes"] = [*resumed.get("changes", []), {"step": step, "pairs": pairs}]
-    elif pairs is None and resumed.get("pairs"):
-        raise ValueError(f"{ckpt_path} trains on pairs made by the teacher's decoder ({resumed['pairs']}): give "
-                         "--pairs to resume it")
+    _switch_pairs(resumed, step, pairs, aligned is not None, ckpt_path)
     if batch is not None and resumed["batch"] != batch:
         resumed["batch"] = batch
         resumed["changes"] = [*resumed.get("changes", []), {"step": step, "batch": batch}]
     cfg = TrainConfig(**resumed)
     log.info("resuming %s from step %d", cfg.what, state["step"])
     return cfg, state
+
+
+def _switch_pairs(resumed: dict[str, Any], step: int, pairs: dict[str, str] | None, aligned: bool,
+                  ckpt_path: Path) -> None:
+    """Record in a resumed run's config (in place) what its pairs are from ``step`` on: ``pairs``, or none when it
+    goes back to the cache on aligned latents; refuse a pairs run resumed on neither."""
+    if pairs is not None and resumed.get("pairs", {}) != pairs:
+        resumed["pairs"] = pairs
+        resumed["changes"] = [*resumed.get("changes", []), {"step": step, "pairs": pairs}]
+    elif pairs is None and resumed.get("pairs") and aligned:
+        resumed["pairs"] = {}
+        resumed["changes"] = [*resumed.get("changes", []), {"step": step, "pairs": {}}]
+    elif pairs is None and resumed.get("pairs"):
+        raise ValueError(f"{ckpt_path} trains on pairs made by the teacher's decoder ({resumed['pairs']}): give "
+                         "--pairs to resume it")
 
 
 def _widen_discriminators(resumed: dict[str, Any], state: dict[str, Any], width: int,
@@ -480,15 +490,17 @@ def _start(
 
 
 def _dataset(cfg: TrainConfig, paths: list[Path], rng: np.random.Generator,
-             acoustic: StudentAcoustic | None = None) -> VocoderData | AcousticData:
-    """The cached teacher utterances as batches for the student being trained (with ``acoustic``'s aligned latents
-    when the vocoder trains on them)."""
+             acoustic: StudentAcoustic | None = None,
+             compensation: tuple[np.ndarray, np.ndarray] | None = None) -> VocoderData | AcousticData:
+    """The cached teacher utterances as batches for the student being trained (with ``acoustic``'s aligned latents,
+    carrying ``compensation`` when given, when the vocoder trains on them)."""
     from tqdm import tqdm
 
     items = [teacher_data.load_item(p) for p in tqdm(paths, desc="loading teacher data", mininterval=5)]
     if cfg.what != "vocoder":
         return AcousticData(items, cfg, rng)
-    latents = aligned_mod.aligned_latents(items, acoustic) if acoustic is not None and cfg.aligned_fraction > 0 else None
+    latents = (aligned_mod.aligned_latents(items, acoustic, compensation)
+               if acoustic is not None and cfg.aligned_fraction > 0 else None)
     return VocoderData(items, cfg, rng, latents)
 
 
@@ -764,6 +776,17 @@ def _pair_data(source: PairSource, limit_items: int | None, device: torch.device
     return digests, make
 
 
+def _aligned_source(acoustic_ckpt: Path, compensated: Path | None
+                    ) -> tuple[StudentAcoustic, str, tuple[np.ndarray, np.ndarray] | None]:
+    """The acoustic student that makes aligned latents, the digest a run records for them (its weights', and the
+    global-variance compensation's of the ``compensated`` ONNX model when given) and that compensation."""
+    acoustic, digest = aligned_mod.load_acoustic(acoustic_ckpt)
+    if compensated is None:
+        return acoustic, digest, None
+    comp = variance.read(compensated)
+    return acoustic, digest + "+variance:" + hashlib.sha256(comp[0].tobytes() + comp[1].tobytes()).hexdigest()[:16], comp
+
+
 def train(cfg: TrainConfig, cache: Path | Sequence[Path], out: Path, resume: bool = False, max_minutes: float | None = None,
           limit_items: int | None = None, extend_lr: float | None = None,
           gan_set: dict[str, float] | None = None, widen_mult: int | None = None,
@@ -771,7 +794,8 @@ def train(cfg: TrainConfig, cache: Path | Sequence[Path], out: Path, resume: boo
           phase_lr: float | None = None, tail_blocks: int | None = None, ema: float | None = None,
           disc: tuple[int, int] | None = None, teacher: TeacherDecoder | None = None,
           pairs: PairSource | None = None, device: str = "cpu", batch: int | None = None,
-          subframes: int | None = None, add_resolutions: AddedResolutions | None = None) -> dict[str, Any]:
+          subframes: int | None = None, add_resolutions: AddedResolutions | None = None,
+          aligned_variance: Path | None = None) -> dict[str, Any]:
     """Train (or continue training) one student; returns a summary (steps, seconds, last losses).
 
     Args:
@@ -795,12 +819,12 @@ def train(cfg: TrainConfig, cache: Path | Sequence[Path], out: Path, resume: boo
         pairs: vocoder: make its pairs from these (``PairSource``) on ``device`` instead of reading the cache's.
         device: where to train (``cpu``, ``cuda``); checkpoints are written with their tensors on the CPU.
         batch: on resume, a new batch size from here on (recorded in ``changes``).
-        subframes: vocoder, on resume: a head of this many spectra per latent frame from here on
-            (``models.split_head``; recorded in ``changes``, ignored when already so).
+        subframes: vocoder, on resume: a head of this many spectra per latent frame (``models.split_head``).
         add_resolutions: adversarial vocoder, on resume: resolution discriminators to add (``_add_resolutions``).
+        aligned_variance: with ``aligned``: an acoustic ONNX model whose compensation those latents get (``variance``).
     """
     dev = _device(device)
-    acoustic, digest = aligned_mod.load_acoustic(aligned[1]) if aligned else (None, "")
+    acoustic, digest, compensation = _aligned_source(aligned[1], aligned_variance) if aligned else (None, "", None)
     pair_digests, make_pairs = _pair_data(pairs, limit_items, dev, cfg.what) if pairs else (None, None)
     cfg, state = _restore(cfg, out / CKPT, resume, extend_lr, gan_set, widen_mult,
                           (aligned[0], digest) if aligned else None, phase_lr, tail_blocks, ema, disc,
@@ -809,7 +833,7 @@ def train(cfg: TrainConfig, cache: Path | Sequence[Path], out: Path, resume: boo
     cfg, state, stages, kept = _teacher_parts(cfg, state, paths, teacher)
     stages = stages.to(dev) if stages is not None else None
     model, opt, rng, step, seconds = _start(cfg, state, dev)
-    data = make_pairs(cfg, rng) if make_pairs else _dataset(cfg, paths, rng, acoustic)
+    data = make_pairs(cfg, rng) if make_pairs else _dataset(cfg, paths, rng, acoustic, compensation)
     if dev.type == "cuda":
         _tf32(True)
     adversarial = AdversarialStep(gan_config(cfg.gan), state, dev) if cfg.adversarial else None
@@ -979,6 +1003,9 @@ def _parser() -> argparse.ArgumentParser:
                     help="vocoder: share (0..1) of segments vocoded from the acoustic student's teacher-forced latents")
     ap.add_argument("--aligned-acoustic", type=Path, default=None, metavar="CKPT",
                     help="the acoustic student's checkpoint that makes those latents (with --aligned-fraction)")
+    ap.add_argument("--aligned-variance", type=Path, default=None, metavar="ONNX",
+                    help="with --aligned-fraction: apply the global-variance compensation of this acoustic model (the "
+                         "shipped student's acoustic.onnx) to the aligned latents, as the vocoder gets them in use")
     ap.add_argument("--phase-lr", type=float, default=None, metavar="LR",
                     help="with --resume: a new learning-rate phase from the checkpoint's step to --steps, peak LR")
     ap.add_argument("--ema", type=float, default=None, metavar="DECAY",
@@ -1032,6 +1059,8 @@ def _check(ap: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, f
                  f"got {args.deepen}")
     if (args.aligned_fraction is None) != (args.aligned_acoustic is None):
         ap.error("--aligned-fraction and --aligned-acoustic go together")
+    if args.aligned_variance is not None and args.aligned_fraction is None:
+        ap.error("--aligned-variance applies a compensation to the aligned latents: it needs --aligned-fraction")
     if args.aligned_fraction is not None and (args.what != "vocoder" or not 0.0 <= args.aligned_fraction <= 1.0):
         ap.error(f"--aligned-fraction is a vocoder's share between 0 and 1; got {args.aligned_fraction} for {args.what}")
     if args.phase_lr is not None and (not args.resume or args.phase_lr <= 0 or args.extend_lr is not None):
@@ -1123,7 +1152,8 @@ def main(argv: list[str] | None = None) -> None:
                         teacher=TeacherDecoder(teacher_vocoder, args.prune_teacher, args.stage_weight),
                         pairs=pairs, device=args.device, batch=args.batch if args.resume else None,
                         subframes=args.subframes,
-                        add_resolutions=(args.add_resolution, args.disc_warmup) if args.add_resolution else None)
+                        add_resolutions=(args.add_resolution, args.disc_warmup) if args.add_resolution else None,
+                        aligned_variance=args.aligned_variance)
     except (FileNotFoundError, ValueError) as exc:
         raise SystemExit(f"train: {exc}") from None
     (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
