@@ -761,7 +761,7 @@ def _pair_data(source: PairSource, limit_items: int | None, device: torch.device
     digests = {"utterances": utts.digest(), "acoustic": acoustic_digest, "teacher": _file_digest(source.teacher)}
     comp = variance.read(source.variance) if source.variance is not None else None
     if comp is not None:
-        digests["variance"] = hashlib.sha256(comp[0].tobytes() + comp[1].tobytes()).hexdigest()[:16]
+        digests["variance"] = variance.digest(comp)
 
     def make(cfg: TrainConfig, rng: np.random.Generator) -> teacher_pairs.PairData:
         dtype = torch.float32 if device.type == "cuda" else torch.float16  # the CPU's memory holds half
@@ -784,7 +784,7 @@ def _aligned_source(acoustic_ckpt: Path, compensated: Path | None
     if compensated is None:
         return acoustic, digest, None
     comp = variance.read(compensated)
-    return acoustic, digest + "+variance:" + hashlib.sha256(comp[0].tobytes() + comp[1].tobytes()).hexdigest()[:16], comp
+    return acoustic, f"{digest}+variance:{variance.digest(comp)}", comp
 
 
 def train(cfg: TrainConfig, cache: Path | Sequence[Path], out: Path, resume: bool = False, max_minutes: float | None = None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import sys
@@ -124,6 +125,11 @@ def read(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise InterfaceError(f"{path} has no global-variance compensation (expected the initializers "
                              f"{SCALE_NAME} and {SHIFT_NAME}; found {sorted(found) or 'neither'})")
     return (found[SCALE_NAME].reshape(-1).astype(np.float32), found[SHIFT_NAME].reshape(-1).astype(np.float32))
+
+
+def digest(comp: tuple[np.ndarray, np.ndarray]) -> str:
+    """A short sha256 of a ``read`` compensation's scale and shift, to record which one a run's latents carry."""
+    return hashlib.sha256(comp[0].tobytes() + comp[1].tobytes()).hexdigest()[:16]
 
 
 def remove(path: Path) -> None:
