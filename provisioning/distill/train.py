@@ -409,15 +409,14 @@ def _switch_pairs(resumed: dict[str, Any], step: int, pairs: dict[str, str] | No
                   ckpt_path: Path) -> None:
     """Record in a resumed run's config (in place) what its pairs are from ``step`` on: ``pairs``, or none when it
     goes back to the cache on aligned latents; refuse a pairs run resumed on neither."""
+    if pairs is None and resumed.get("pairs"):
+        if not aligned:
+            raise ValueError(f"{ckpt_path} trains on pairs made by the teacher's decoder ({resumed['pairs']}): give "
+                             "--pairs to resume it")
+        pairs = {}
     if pairs is not None and resumed.get("pairs", {}) != pairs:
         resumed["pairs"] = pairs
         resumed["changes"] = [*resumed.get("changes", []), {"step": step, "pairs": pairs}]
-    elif pairs is None and resumed.get("pairs") and aligned:
-        resumed["pairs"] = {}
-        resumed["changes"] = [*resumed.get("changes", []), {"step": step, "pairs": {}}]
-    elif pairs is None and resumed.get("pairs"):
-        raise ValueError(f"{ckpt_path} trains on pairs made by the teacher's decoder ({resumed['pairs']}): give "
-                         "--pairs to resume it")
 
 
 def _widen_discriminators(resumed: dict[str, Any], state: dict[str, Any], width: int,
@@ -819,7 +818,7 @@ def train(cfg: TrainConfig, cache: Path | Sequence[Path], out: Path, resume: boo
         pairs: vocoder: make its pairs from these (``PairSource``) on ``device`` instead of reading the cache's.
         device: where to train (``cpu``, ``cuda``); checkpoints are written with their tensors on the CPU.
         batch: on resume, a new batch size from here on (recorded in ``changes``).
-        subframes: vocoder, on resume: a head of this many spectra per latent frame (``models.split_head``).
+        subframes: vocoder, on resume: this many spectra per latent frame (``models.split_head``), as ``widen_mult``.
         add_resolutions: adversarial vocoder, on resume: resolution discriminators to add (``_add_resolutions``).
         aligned_variance: with ``aligned``: an acoustic ONNX model whose compensation those latents get (``variance``).
     """
