@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 JETVOX := $(VENV)/bin/jetvox
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast provision bench bench-mqtt wyoming-bench soak typecheck verify-device fp16-evidence install teacher train-deps teacher-data teacher-data-wide distill distill-gan distill-hifi distill-wide distill-joint distill-gpu distill-3m distill-3r distill-3w distill-3x distill-3v distill-soup clean help
+.PHONY: setup demo test test-fast provision bench bench-mqtt wyoming-bench soak typecheck verify-device fp16-evidence install teacher train-deps teacher-data teacher-data-wide distill distill-gan distill-hifi distill-wide distill-joint distill-gpu distill-3m distill-3r distill-3w distill-3x distill-3v distill-hybrid distill-soup clean help
 
 help:
 	@echo "make demo   - set up, provision the default voice, speak a sample (demo.wav)"
@@ -266,6 +266,20 @@ distill-3v: TRAIN_MINUTES = 80
 distill-3v: train-deps
 	$(GPU_TRAIN) --out $(V3_RUN) --steps $(V3_STEPS) --start-from $(X3_RUN)/ckpt.pt --phase-lr 1e-4 --batch $(V3_BATCH) \
 	  --pairs-variance device/voice/shipped/joe-fast/acoustic.onnx
+
+# The hybrid acoustic student (issue 10, thirty-fifth session; `hybrid.py`): the teacher's own text encoder (its prior
+# means m_p) through a 1x1 projection into the shipped student's decoder, which is fine-tuned on the teacher's
+# noise-free latents (L1 on 160-frame crops); the durations stay the student's. Data: the main and wide corpora
+# through the teacher on both cores (about 10 minutes, kept in the state dir); steps: 6,000 at batch 16 on 2 threads
+# (about half an hour), resumable. `hybrid export --out FILE` writes it with the teacher's interface, compensated
+# and sharpened.
+HYBRID_RUN ?= provisioning/distill/results/acoustic-hybrid
+HYBRID_STEPS ?= 6000
+distill-hybrid: train-deps
+	$(PY) -m jetvox.provisioning.distill.hybrid data --shard 0 --shards 2 & pid=$$!; \
+	  $(PY) -m jetvox.provisioning.distill.hybrid data --shard 1 --shards 2 && wait $$pid
+	$(PY) -m jetvox.provisioning.distill.hybrid train --run $(HYBRID_RUN) --steps $(HYBRID_STEPS) --threads 2 \
+	  --max-minutes 120
 
 # On a device, as root: code and venv in /opt/jetvox, config in /etc/jetvox, systemd units enabled.
 install:

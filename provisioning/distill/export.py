@@ -48,7 +48,7 @@ def load_student(run_dir: Path, average: bool = True) -> tuple[torch.nn.Module, 
     return model, cfg, {**meta, "weights": "average" if which == "ema" else "last"}
 
 
-def _fix_io(path: Path, role: str) -> None:
+def fix_io(path: Path, role: str) -> None:
     """Name the dynamic axes (and fixed sizes) of the graph's inputs and outputs exactly as the teacher's."""
     model = onnx.load(str(path))
     ins, outs = INTERFACES[role]
@@ -227,7 +227,7 @@ def export(model: torch.nn.Module, role: str, path: Path) -> Path:
         torch.onnx.export(model, args, str(tmp), input_names=names_in, output_names=names_out,
                           dynamic_axes=axes, opset_version=OPSET, dynamo=False,
                           do_constant_folding=True)
-    _fix_io(tmp, role)
+    fix_io(tmp, role)
     compact(tmp)
     if isinstance(model, StudentVocoder):
         largest = wrap_phase(tmp, model.cfg.subframes)
