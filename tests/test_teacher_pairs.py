@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -12,6 +13,8 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="the distillation extra (pip install .[train]) is not installed")
 
+from jetvox.device.synthesis.feeds import acoustic_feeds  # noqa: E402
+from jetvox.engines.onnxrt import ort_session  # noqa: E402
 from jetvox.provisioning.distill import hifigan, teacher_data, teacher_pairs  # noqa: E402
 from jetvox.provisioning.distill.aligned import load_acoustic  # noqa: E402
 from jetvox.provisioning.distill.models import HOP  # noqa: E402
@@ -138,6 +141,26 @@ def test_pairs_are_kept_beside_the_pack_and_made_again_only_for_another_key(tmp_
     z4, _ = teacher_pairs.kept_pairs(pack, key_b, maker(4), cpu)
     assert made == [1, 3, 4] and float(z4[0][0, 0]) == 4.0
     assert float(teacher_pairs.kept_pairs(pack, key_b, maker(5), cpu)[0][0][0, 0]) == 4.0
+
+
+def test_an_exported_acoustic_model_gives_its_own_latents_as_in_use(tmp_path: Path,
+                                                                    tiny_runs: dict[str, Path]) -> None:  # noqa: F811
+    """An .onnx ACOUSTIC (the hybrid, the shipped student) is run as the daemon runs it: its own durations and
+    compensation, not the pack's durations; its digest is the file's, and a second compensation is refused."""
+    teacher = _piper_decoder_onnx(tmp_path / "vocoder.onnx")
+    utts = teacher_pairs.from_cache(teacher_data.cached_paths(tiny_runs["vocoder"].parent / "cache"))
+    shipped = Path(__file__).resolve().parent.parent / "device" / "voice" / "shipped" / "joe-fast" / "acoustic.onnx"
+    cpu, f32 = torch.device("cpu"), torch.float32
+    latents, audio = teacher_pairs.make_pairs(utts, teacher_pairs.OnnxAcoustic(shipped), teacher, cpu, f32)
+    own = ort_session(shipped).run(["z"], acoustic_feeds(utts.ids[1].tolist(), (0.667, 1.0, 0.8)))[0]
+    assert torch.equal(latents[1], torch.from_numpy(own[0]))
+    with torch.no_grad():
+        torch.testing.assert_close(audio[1], teacher(torch.from_numpy(own)).reshape(-1))
+    pack = teacher_pairs.save(utts, tmp_path / "pack.npz")
+    digests, _ = _pair_data(PairSource(pack, shipped, tmp_path / "vocoder.onnx"), None, cpu, "vocoder")
+    assert digests["acoustic"] == hashlib.sha256(shipped.read_bytes()).hexdigest()[:16]
+    with pytest.raises(ValueError, match="carries its own compensation"):
+        _pair_data(PairSource(pack, shipped, tmp_path / "vocoder.onnx", shipped), None, cpu, "vocoder")
 
 
 def test_a_run_on_made_pairs_records_them_and_resumes_only_with_them(tmp_path: Path,

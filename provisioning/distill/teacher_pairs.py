@@ -17,6 +17,8 @@ import numpy as np
 import torch
 
 from jetvox.device.config import default_state_dir
+from jetvox.device.synthesis.feeds import acoustic_feeds
+from jetvox.engines.onnxrt import ort_session
 from jetvox.provisioning.distill import teacher_data
 from jetvox.provisioning.distill.models import HOP, LATENT, StudentAcoustic
 
@@ -164,37 +166,67 @@ class PairData:
         return z.permute(1, 0, 2).float(), wav.float()
 
 
+class OnnxAcoustic:
+    """An exported acoustic model (the teacher's interface) as the source of the pairs' latents: its own latent of
+    each utterance's ids, its own durations, compensation and sharpening included, exactly as the vocoder gets it in
+    use (the teacher's durations in the pack go unused)."""
+
+    SCALES = (0.667, 1.0, 0.8)
+    """The voice's default scales, as the daemon passes them (a deterministic student reads length_scale only)."""
+
+    def __init__(self, path: Path, threads: int = 0) -> None:
+        self.path = Path(path)
+        self._session = ort_session(self.path, threads=threads)
+
+    def latent(self, ids: np.ndarray) -> np.ndarray:
+        """z [1, 192, T] for one utterance's ids."""
+        return np.asarray(self._session.run(["z"], acoustic_feeds(ids.tolist(), self.SCALES))[0], dtype=np.float32)
+
+
 @torch.no_grad()
-def make_pairs(utts: Utterances, acoustic: StudentAcoustic, teacher: torch.nn.Module, device: torch.device,
-               dtype: torch.dtype = torch.float16, variance: tuple[np.ndarray, np.ndarray] | None = None) -> Pairs:
-    """Per utterance, the acoustic student's teacher-forced latent [192, T] and the teacher decoder's audio of
-    exactly that latent [T * 256], stored as ``dtype`` on ``device``.
+def _latent(acoustic: StudentAcoustic | OnnxAcoustic, ids: np.ndarray, dur: np.ndarray,
+            device: torch.device) -> torch.Tensor:
+    """One utterance's latent [1, 192, T]: an ONNX model's own, or a checkpoint's teacher-forced on ``dur``."""
+    if isinstance(acoustic, OnnxAcoustic):
+        return torch.from_numpy(acoustic.latent(ids)).to(device)
+    i = torch.from_numpy(ids)[None].to(device)
+    d = torch.from_numpy(dur)[None].to(device)
+    z, _ = acoustic.forward_train(i, torch.ones(1, 1, i.shape[1], device=device), d, int(dur.sum()))
+    return z
+
+
+@torch.no_grad()
+def make_pairs(utts: Utterances, acoustic: StudentAcoustic | OnnxAcoustic, teacher: torch.nn.Module,
+               device: torch.device, dtype: torch.dtype = torch.float16,
+               variance: tuple[np.ndarray, np.ndarray] | None = None) -> Pairs:
+    """Per utterance, the acoustic student's latent [192, T] and the teacher decoder's audio of exactly that latent
+    [T * 256], stored as ``dtype`` on ``device``.
 
     The vocoder then learns a function: its target is what the teacher's vocoder makes of the very input it is
     given, the latents it is given in use (the cache's pairs give the teacher's audio of the teacher's own latents,
-    which the student's latents only approximate). Each utterance is vocoded whole, as in use. ``variance``, a
+    which the student's latents only approximate). A checkpoint's latents are teacher-forced on the pack's
+    durations; an ``OnnxAcoustic``'s are its own. Each utterance is vocoded whole, as in use. ``variance``, a
     global-variance compensation ``(scale, shift)`` per channel (``variance.read``), is applied to each latent
     first, as the shipped acoustic model applies it.
     """
     from tqdm import tqdm
 
-    acoustic, teacher = acoustic.to(device).eval(), teacher.to(device).eval()
+    teacher = teacher.to(device).eval()
+    if isinstance(acoustic, StudentAcoustic):
+        acoustic = acoustic.to(device).eval()
     if variance is not None and any(v.shape != (LATENT,) for v in variance):
         raise ValueError(f"a compensation of {LATENT} channels expected; got scale {variance[0].shape}, "
                          f"shift {variance[1].shape}")
     comp = [torch.from_numpy(v).to(device)[None, :, None] for v in variance] if variance is not None else None
     latents, audio = [], []
     for ids, dur in tqdm(list(zip(utts.ids, utts.durations)), desc="student latents, teacher audio", mininterval=5):
-        frames = int(dur.sum())
-        i = torch.from_numpy(ids)[None].to(device)
-        d = torch.from_numpy(dur)[None].to(device)
-        z, _ = acoustic.forward_train(i, torch.ones(1, 1, i.shape[1], device=device), d, frames)
+        z = _latent(acoustic, ids, dur, device)
         if comp is not None:
             z = z * comp[0] + comp[1]
         wav = teacher(z).reshape(-1)
-        if wav.shape[0] != frames * HOP:
-            raise ValueError(f"the teacher's decoder made {wav.shape[0]} samples of {frames} frames; expected "
-                             f"{frames * HOP}")
+        if wav.shape[0] != z.shape[2] * HOP:
+            raise ValueError(f"the teacher's decoder made {wav.shape[0]} samples of {z.shape[2]} frames; expected "
+                             f"{z.shape[2] * HOP}")
         latents.append(z[0].to(dtype))
         audio.append(wav.to(dtype))
     log.info("pairs for %d utterances (%.2f h of audio) on %s", len(latents),

@@ -701,7 +701,8 @@ class PairSource:
     utterances: Path
     """An utterance pack (``python -m jetvox.provisioning.distill.teacher_pairs --out FILE``)."""
     acoustic: Path
-    """The acoustic student's checkpoint whose teacher-forced latents are the vocoder's inputs."""
+    """The acoustic student's checkpoint whose teacher-forced latents are the vocoder's inputs, or an exported
+    acoustic model (``.onnx``, the teacher's interface) whose own latents are (``teacher_pairs.OnnxAcoustic``)."""
     teacher: Path
     """The teacher's split ``vocoder.onnx``, whose audio of those latents is the target."""
     variance: Path | None = None
@@ -744,7 +745,8 @@ def _device(name: str) -> torch.device:
 
 def _file_digest(path: Path) -> str:
     if not Path(path).is_file():
-        raise FileNotFoundError(f"{path} not found (expected the teacher's split vocoder.onnx)")
+        raise FileNotFoundError(f"{path} not found (expected an ONNX model: the teacher's split vocoder.onnx, or "
+                                "an exported acoustic model)")
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
@@ -756,7 +758,14 @@ def _pair_data(source: PairSource, limit_items: int | None, device: torch.device
         raise ValueError(f"pairs train a vocoder; got {what}")
     utts = teacher_pairs.load(source.utterances)
     utts = teacher_pairs.Utterances(utts.ids[:limit_items], utts.durations[:limit_items])
-    acoustic, acoustic_digest = aligned_mod.load_acoustic(source.acoustic)
+    acoustic: StudentAcoustic | teacher_pairs.OnnxAcoustic
+    if source.acoustic.suffix == ".onnx":
+        if source.variance is not None:
+            raise ValueError(f"{source.acoustic} is an exported model, which carries its own compensation; "
+                             "drop --pairs-variance")
+        acoustic, acoustic_digest = teacher_pairs.OnnxAcoustic(source.acoustic), _file_digest(source.acoustic)
+    else:
+        acoustic, acoustic_digest = aligned_mod.load_acoustic(source.acoustic)
     digests = {"utterances": utts.digest(), "acoustic": acoustic_digest, "teacher": _file_digest(source.teacher)}
     comp = variance.read(source.variance) if source.variance is not None else None
     if comp is not None:
@@ -1033,8 +1042,8 @@ def _device_flags(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The flags of where a run trains and what it trains on there (``--pairs``, ``--device``, ``--start-from``)."""
     ap.add_argument("--pairs", type=Path, nargs=2, default=None, metavar=("PACK", "ACOUSTIC"),
                     help="vocoder: make the pairs on the training device from an utterance pack (teacher_pairs.py): "
-                         "the teacher-forced latents of the acoustic student's checkpoint ACOUSTIC and the teacher "
-                         "decoder's audio of them")
+                         "the teacher-forced latents of the acoustic student's checkpoint ACOUSTIC (or, ACOUSTIC an "
+                         ".onnx, that exported model's own latents, as in use) and the teacher decoder's audio of them")
     ap.add_argument("--pairs-variance", type=Path, default=None, metavar="ONNX",
                     help="with --pairs: apply the global-variance compensation of this acoustic model (the shipped "
                          "student's acoustic.onnx) to the pairs' latents, as the vocoder gets them in use")
