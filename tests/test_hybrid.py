@@ -135,3 +135,14 @@ def test_the_projection_starts_at_the_students_own_features() -> None:
         residual = hybrid.init_projection(model, data)
         after = float((model.proj(mp) - h).abs().mean())
     assert after < before and residual < before
+
+
+def test_a_vocoder_pack_draws_distinct_utterances_in_order() -> None:
+    data = _utterances(10, np.random.default_rng(4))
+    utts = hybrid.pack(data, 4)
+    firsts = [next(i for i, u in enumerate(data) if np.array_equal(u.ids, ids) and np.array_equal(u.durations, d))
+              for ids, d in zip(utts.ids, utts.durations)]
+    assert len(set(firsts)) == 4 and firsts == sorted(firsts)
+    assert hybrid.pack(data, 4).digest() == utts.digest() != hybrid.pack(data, 4, seed=9).digest()
+    with pytest.raises(ValueError, match="expected a count from 1 to 10 utterances; got 11"):
+        hybrid.pack(data, 11)

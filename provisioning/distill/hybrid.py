@@ -25,7 +25,7 @@ from jetvox.device.synthesis.feeds import acoustic_feeds
 from jetvox.device.voice import manifest as mf
 from jetvox.device.text.phonemes import Phonemizer
 from jetvox.engines.onnxrt import ort_session
-from jetvox.provisioning.distill import teacher_data, variance
+from jetvox.provisioning.distill import teacher_data, teacher_pairs, variance
 from jetvox.provisioning.distill.export import OPSET, compact, fix_io
 from jetvox.provisioning.distill.interface import InterfaceError, check_interface
 from jetvox.provisioning.distill.models import LATENT, StudentAcoustic, acoustic_config, regulate, regulate_batch
@@ -408,7 +408,7 @@ def build(run: Path, student: Path = STUDENT) -> HybridAcoustic:
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m jetvox.provisioning.distill.hybrid", description=__doc__)
-    ap.add_argument("what", choices=("data", "train", "export"))
+    ap.add_argument("what", choices=("data", "train", "export", "pack"))
     ap.add_argument("--state-dir", type=Path, default=None, help="jetvox state dir (default: the configured one)")
     ap.add_argument("--shard", type=int, default=0, help="data: which shard this process makes")
     ap.add_argument("--shards", type=int, default=2, help="data: processes sharing the work (default 2)")
@@ -416,7 +416,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--run", type=Path, default=Path(__file__).resolve().parent / "results" / "acoustic-hybrid")
     ap.add_argument("--steps", type=int, default=HybridTrainConfig.steps)
     ap.add_argument("--max-minutes", type=float, default=None, help="train: stop (checkpointed) after this long")
-    ap.add_argument("--out", type=Path, default=None, help="export: the acoustic.onnx to write")
+    ap.add_argument("--out", type=Path, default=None, help="export: the acoustic.onnx to write; pack: the .npz")
+    ap.add_argument("--count", type=int, default=PACK_SIZE, help=f"pack: utterances (default {PACK_SIZE})")
     ap.add_argument("--sharpen", type=float, default=SHARPEN, help=f"export: sharpening amount (default {SHARPEN})")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -438,8 +439,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.info("hybrid at step %d in %s", step, args.run)
         return 0
     if args.out is None:
-        ap.error("export needs --out")
+        ap.error(f"{args.what} needs --out")
+    if args.what == "pack":
+        utts = pack(load_data(data_paths(state, args.shards)), args.count)
+        teacher_pairs.save(utts, args.out, f"hybrid data, {args.count} drawn with seed {PACK_SEED}")
+        log.info("%d utterances packed in %s (digest %s)", len(utts.ids), args.out, utts.digest())
+        return 0
     return export_voice(build(args.run), state, args.out, args.sharpen)
+
+
+PACK_SIZE, PACK_SEED = 5000, 5
+"""A vocoder stage's utterances: as many as stage 3w's, drawn from the hybrid's data (main and wide corpora)."""
+
+
+def pack(data: Sequence[Utterance], count: int = PACK_SIZE, seed: int = PACK_SEED) -> teacher_pairs.Utterances:
+    """``count`` of ``data``'s utterances (ids and the teacher's durations), drawn without replacement with ``seed``
+    and kept in their order: an utterance pack (``teacher_pairs.py``) for a vocoder stage on the hybrid's latents."""
+    if not 0 < count <= len(data):
+        raise ValueError(f"expected a count from 1 to {len(data)} utterances; got {count}")
+    picks = np.sort(np.random.default_rng(seed).choice(len(data), count, replace=False))
+    return teacher_pairs.Utterances([data[i].ids for i in picks], [data[i].durations for i in picks])
 
 
 def export_voice(model: HybridAcoustic, state_dir: Path, out: Path, amount: float) -> int:
