@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 JETVOX := $(VENV)/bin/jetvox
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast provision bench bench-mqtt wyoming-bench soak typecheck verify-device fp16-evidence install teacher train-deps teacher-data teacher-data-wide distill distill-gan distill-hifi distill-wide distill-joint distill-gpu distill-3m distill-3r distill-3w distill-3x distill-3v distill-hybrid distill-soup clean help
+.PHONY: setup demo test test-fast provision bench bench-mqtt wyoming-bench soak typecheck verify-device fp16-evidence install teacher train-deps teacher-data teacher-data-wide distill distill-gan distill-hifi distill-wide distill-joint distill-gpu distill-3m distill-3r distill-3w distill-3x distill-3v distill-hybrid distill-3h distill-soup clean help
 
 help:
 	@echo "make demo   - set up, provision the default voice, speak a sample (demo.wav)"
@@ -280,6 +280,23 @@ distill-hybrid: train-deps
 	  $(PY) -m jetvox.provisioning.distill.hybrid data --shard 1 --shards 2 && wait $$pid
 	$(PY) -m jetvox.provisioning.distill.hybrid train --run $(HYBRID_RUN) --steps $(HYBRID_STEPS) --threads 2 \
 	  --max-minutes 120
+
+# Stage 3h: 3x's average (82,897, the shipped vocoder) on the hybrid's pairs: the exported hybrid's own latents
+# (its durations, compensation and sharpening, as the vocoder gets them in use; `train --pairs PACK ONNX`) and the
+# teacher decoder's audio of them, for 5,000 utterances of the hybrid's data (`hybrid pack`); 3w's settings, new
+# phase peak 1e-4, resumable in stages of TRAIN_MINUTES.
+H3_RUN ?= provisioning/distill/results/vocoder-3h
+H3_STEPS ?= 86000
+H3_BATCH ?= 16
+HYBRID_ONNX ?= $(STATE)/distill/hybrid-acoustic.onnx
+H3_PACK ?= $(STATE)/distill/utterances-hybrid5000.npz
+distill-3h: TRAIN_MINUTES = 80
+distill-3h: distill-hybrid
+	$(PY) -m jetvox.provisioning.distill.hybrid export --run $(HYBRID_RUN) --out $(HYBRID_ONNX)
+	$(PY) -m jetvox.provisioning.distill.hybrid pack --out $(H3_PACK)
+	$(PY) -m jetvox.provisioning.distill.train --what vocoder --resume --adversarial --ema 0.999 \
+	  --pairs $(H3_PACK) $(HYBRID_ONNX) --device cpu --ckpt-every 250 --max-minutes $(TRAIN_MINUTES) --threads 2 \
+	  --out $(H3_RUN) --steps $(H3_STEPS) --start-from $(X3_RUN)/ckpt.pt --phase-lr 1e-4 --batch $(H3_BATCH)
 
 # On a device, as root: code and venv in /opt/jetvox, config in /etc/jetvox, systemd units enabled.
 install:

@@ -441,8 +441,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.out is None:
         ap.error(f"{args.what} needs --out")
     if args.what == "pack":
+        request = f"hybrid data v{DATA_VERSION}, {args.count} drawn with seed {PACK_SEED}"
+        if teacher_pairs.made_by(args.out) == request:
+            log.info("%s is the pack of %s already; kept", args.out, request)
+            return 0
         utts = pack(load_data(data_paths(state, args.shards)), args.count)
-        teacher_pairs.save(utts, args.out, f"hybrid data, {args.count} drawn with seed {PACK_SEED}")
+        teacher_pairs.save(utts, args.out, request)
         log.info("%d utterances packed in %s (digest %s)", len(utts.ids), args.out, utts.digest())
         return 0
     return export_voice(build(args.run), state, args.out, args.sharpen)
