@@ -284,7 +284,7 @@ distill-hybrid: train-deps
 # Stage 3h: 3x's average (82,897, the shipped vocoder) on the hybrid's pairs: the exported hybrid's own latents
 # (its durations, compensation and sharpening, as the vocoder gets them in use; `train --pairs PACK ONNX`) and the
 # teacher decoder's audio of them, for 5,000 utterances of the hybrid's data (`hybrid pack`); 3w's settings, new
-# phase peak 1e-4, resumable in stages of TRAIN_MINUTES.
+# phase peak 1e-4, resumable in stages of TRAIN_MINUTES. The thirty-fifth session ran it to 85,012 (committed slim).
 H3_RUN ?= provisioning/distill/results/vocoder-3h
 H3_STEPS ?= 86000
 H3_BATCH ?= 16
