@@ -146,3 +146,11 @@ def test_a_vocoder_pack_draws_distinct_utterances_in_order() -> None:
     assert hybrid.pack(data, 4).digest() == utts.digest() != hybrid.pack(data, 4, seed=9).digest()
     with pytest.raises(ValueError, match="expected a count from 1 to 10 utterances; got 11"):
         hybrid.pack(data, 11)
+
+
+def test_training_without_its_data_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match=r"hybrid train: hybrid data .*hybrid-v1-0of2\.pt not found; make it first"):
+        hybrid.main(["train", "--state-dir", str(tmp_path), "--run", str(tmp_path / "run")])
+    with pytest.raises(SystemExit, match="hybrid export: no provisioned voice in"):
+        hybrid.main(["export", "--state-dir", str(tmp_path), "--run", str(tmp_path / "run"),
+                     "--out", str(tmp_path / "a.onnx")])

@@ -116,18 +116,20 @@ def make_data(state_dir: Path, corpora: Sequence[str], out: Path, shard: int = 0
     mp_name = teacher.graph.output[-1].name
     todo = [text for name in corpora for _, text in teacher_data.utterances(teacher_data.corpus_sentences(name))]
     rows: list[dict[str, np.ndarray]] = []
+    skipped = 0
     for text in tqdm(todo[shard::shards], desc=f"teacher m_p shard {shard}/{shards}", mininterval=5):
         ids = phon.sentence_ids(text)
         if not ids:
             continue
         z, dur, mp = sess.run(["z", "durations", mp_name], acoustic_feeds(ids, teacher_data.DET_SCALES))
         if int(dur.sum()) != z.shape[2]:
+            skipped += 1
             continue
         rows.append({"ids": np.asarray(ids, np.int64), "durations": dur[0].astype(np.float32),
                      "mp": mp[0].astype(np.float16), "z": z[0].astype(np.float16)})
     with atomic_path(out) as tmp:
         torch.save({"version": DATA_VERSION, "corpora": list(corpora), "rows": rows}, tmp)
-    log.info("%d utterances written to %s", len(rows), out)
+    log.info("%d utterances written to %s (%d skipped: durations not covering z)", len(rows), out, skipped)
     return out
 
 
@@ -135,6 +137,9 @@ def load_data(paths: Sequence[Path]) -> list[Utterance]:
     """The utterances of ``make_data``'s shard files, in order."""
     out = []
     for path in paths:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"hybrid data {path} not found; make it first with "
+                                    "`python -m jetvox.provisioning.distill.hybrid data --shard K` for each shard")
         data = torch.load(path, weights_only=False)
         if data.get("version") != DATA_VERSION:
             raise ValueError(f"{path}: expected hybrid data of version {DATA_VERSION}, got {data.get('version')}")
@@ -421,6 +426,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--sharpen", type=float, default=SHARPEN, help=f"export: sharpening amount (default {SHARPEN})")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    try:
+        return _run(ap, args)
+    except (FileNotFoundError, ValueError) as exc:  # InterfaceError and ManifestError are ValueErrors
+        raise SystemExit(f"hybrid {args.what}: {exc}") from None
+
+
+def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     state = args.state_dir or default_state_dir()
     if args.what == "data":
         out = data_paths(state, args.shards)[args.shard]
