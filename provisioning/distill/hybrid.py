@@ -6,11 +6,10 @@ import argparse
 import json
 import logging
 import math
-import signal
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import onnx
@@ -26,7 +25,9 @@ from jetvox.device.voice import manifest as mf
 from jetvox.device.text.phonemes import Phonemizer
 from jetvox.engines.onnxrt import ort_session
 from jetvox.provisioning.distill import teacher_data, teacher_pairs, variance
+from jetvox.provisioning.distill.aligned import load_acoustic
 from jetvox.provisioning.distill.export import OPSET, compact, fix_io
+from jetvox.provisioning.distill.train import _stop_on_signal
 from jetvox.provisioning.distill.interface import InterfaceError, check_interface
 from jetvox.provisioning.distill.models import LATENT, StudentAcoustic, acoustic_config, regulate, regulate_batch
 
@@ -183,14 +184,6 @@ class HybridAcoustic(nn.Module):
         return self.student.decode(frames, pos, logdur, torch.ones_like(pos)), durations
 
 
-def load_student(path: Path) -> StudentAcoustic:
-    """The acoustic student of a training checkpoint (``train.py``'s), in eval mode."""
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    student = StudentAcoustic(acoustic_config(state["config"]["model"]))
-    student.load_state_dict(state["model"])
-    return student.eval()
-
-
 @torch.no_grad()
 def init_projection(model: HybridAcoustic, data: Sequence[Utterance], count: int = 400) -> float:
     """Least-squares fit of the projection to the student's own encoder features (so training starts from the
@@ -262,7 +255,7 @@ def train(model: HybridAcoustic, data: Sequence[Utterance], run: Path, cfg: Hybr
           max_minutes: float | None = None) -> int:
     """Train (resuming ``run/ckpt.pt`` where it exists) until ``cfg.steps`` or ``max_minutes``; returns the step.
 
-    SIGTERM or Ctrl-C checkpoints after the step under way and returns.
+    SIGTERM or Ctrl-C checkpoints after the step under way and returns (``train._stop_on_signal``).
     """
     from tqdm import tqdm
 
@@ -277,11 +270,10 @@ def train(model: HybridAcoustic, data: Sequence[Utterance], run: Path, cfg: Hybr
     rng = np.random.default_rng(cfg.seed + step)
     weights = np.array([u.z.shape[1] for u in data], dtype=np.float64)
     weights /= weights.sum()
-    stop = _Stop()
     started, losses = time.monotonic(), []
     model.train()
-    with tqdm(total=cfg.steps, initial=step, desc="hybrid acoustic", mininterval=10) as bar:
-        while step < cfg.steps and not stop.asked:
+    with _stop_on_signal() as stop, tqdm(total=cfg.steps, initial=step, desc="hybrid acoustic", mininterval=10) as bar:
+        while step < cfg.steps and stop.signal is None:
             for group in opt.param_groups:
                 group["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
             loss = crop_loss(model, data, rng.choice(len(data), cfg.batch, p=weights), rng, cfg.crop)
@@ -300,17 +292,6 @@ def train(model: HybridAcoustic, data: Sequence[Utterance], run: Path, cfg: Hybr
     _save(model, opt, step, cfg, run, losses)
     model.eval()
     return step
-
-
-class _Stop:
-    """Set by SIGTERM (a session's end, ``systemctl stop``) so the loop checkpoints and returns."""
-
-    def __init__(self) -> None:
-        self.asked = False
-        signal.signal(signal.SIGTERM, self._ask)
-
-    def _ask(self, *_: Any) -> None:
-        self.asked = True
 
 
 def _save(model: HybridAcoustic, opt: torch.optim.Optimizer, step: int, cfg: HybridTrainConfig, run: Path,
@@ -362,10 +343,7 @@ def sharpen(path: Path, amount: float) -> None:
         helper.make_node("Mul", ["z__detail", SHARP_NAME], ["z__boost"]),
         helper.make_node("Add", [SHARP_IN, "z__boost"], ["z"]),
     ])
-    onnx.checker.check_model(model)
-    with atomic_path(path) as tmp:
-        onnx.save(model, str(tmp))
-        check_interface(tmp, "acoustic")
+    variance.save_checked(model, path)
 
 
 def export(model: HybridAcoustic, teacher_acoustic: Path, path: Path) -> Path:
@@ -408,7 +386,7 @@ def build(run: Path, student: Path = STUDENT) -> HybridAcoustic:
         model = HybridAcoustic(StudentAcoustic(acoustic_config(state["student_config"])))
         model.load_state_dict(state["model"])
         return model.eval()
-    return HybridAcoustic(load_student(student))
+    return HybridAcoustic(load_acoustic(student)[0])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -114,7 +114,7 @@ def apply(path: Path, comp: Compensation) -> None:
                               numpy_helper.from_array(comp.shift.reshape(1, channels, 1), SHIFT_NAME)])
     graph.node.extend([helper.make_node("Mul", [FLAT, SCALE_NAME], [SCALED]),
                        helper.make_node("Add", [SCALED, SHIFT_NAME], ["z"])])
-    _save(model, path)
+    save_checked(model, path)
 
 
 def read(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -145,10 +145,10 @@ def remove(path: Path) -> None:
         graph.initializer.remove(init)
     producer = next(n for n in graph.node if FLAT in n.output)
     producer.output[list(producer.output).index(FLAT)] = "z"
-    _save(model, path)
+    save_checked(model, path)
 
 
-def _save(model: onnx.ModelProto, path: Path) -> None:
+def save_checked(model: onnx.ModelProto, path: Path) -> None:
     """Check ``model`` and write it over ``path``, replaced only once the result has the teacher's interface."""
     onnx.checker.check_model(model)
     with atomic_path(path) as tmp:
