@@ -29,7 +29,8 @@ from jetvox.provisioning.distill.aligned import load_acoustic
 from jetvox.provisioning.distill.export import OPSET, compact, fix_io
 from jetvox.provisioning.distill.train import _stop_on_signal
 from jetvox.provisioning.distill.interface import InterfaceError, check_interface
-from jetvox.provisioning.distill.models import LATENT, StudentAcoustic, acoustic_config, regulate, regulate_batch
+from jetvox.provisioning.distill.models import (LATENT, StudentAcoustic, acoustic_config,
+                                               predicted_durations)
 
 log = logging.getLogger(__name__)
 
@@ -166,22 +167,15 @@ class HybridAcoustic(nn.Module):
 
     def forward_train(self, mp: torch.Tensor, durations: torch.Tensor, frames: int) -> torch.Tensor:
         """Teacher-forced: m_p [B, 192, P] and the teacher's durations [B, P] (zero-padded) -> z [B, 192, frames]."""
-        h = self.proj(mp)
-        reg, pos = regulate_batch(h, durations, frames)
-        fmask = (torch.arange(frames, device=h.device)[None, :] < durations.sum(1, keepdim=True)).to(h.dtype)
-        logdur, _ = regulate_batch(torch.log1p(durations)[:, None, :], durations, frames)
-        return self.student.decode(reg, pos, logdur, fmask[:, None, :])
+        return self.student.decode_forced(self.proj(mp), durations, frames)
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor, scales: torch.Tensor,
                 mp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Inference (batch 1), the student's interface plus m_p [1, 192, P] -> z [1, 192, T], durations [1, P]."""
         mask = (torch.arange(ids.shape[1])[None, :] < lengths[:, None]).to(torch.float32)[:, None, :]
         _, logd = self.student.encode(ids, mask)
-        durations = torch.round((torch.exp(logd) - 1.0).clamp_min(0.0) * scales[1])
-        durations = torch.cat([durations[:, :-1], torch.maximum(durations[:, -1:], torch.ones_like(durations[:, -1:]))], 1)
-        frames, pos = regulate(self.proj(mp), durations)
-        logdur, _ = regulate(torch.log1p(durations)[:, None, :], durations)
-        return self.student.decode(frames, pos, logdur, torch.ones_like(pos)), durations
+        durations = predicted_durations(logd, scales)
+        return self.student.decode_at(self.proj(mp), durations), durations
 
 
 @torch.no_grad()

@@ -212,6 +212,16 @@ def regulate_batch(h: torch.Tensor, durations: torch.Tensor, frames: int) -> tup
     return out, pos[:, None, :]
 
 
+def predicted_durations(logd: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """Frames per phoneme [1, P] from the predicted log(1 + frames) [1, P] stretched by length_scale (``scales[1]``).
+
+    The operations' order is the exported graphs': the hybrid's export is byte-repeatable, and its digest keys
+    the vocoder's training pairs."""
+    durations = torch.round((torch.exp(logd) - 1.0).clamp_min(0.0) * scales[1])
+    # at least one frame overall, so the vocoder always gets something
+    return torch.cat([durations[:, :-1], torch.maximum(durations[:, -1:], torch.ones_like(durations[:, -1:]))], 1)
+
+
 class StudentAcoustic(nn.Module):
     """Phoneme ids to latent frames: conv encoder, deterministic duration predictor, length regulation, conv decoder."""
 
@@ -243,28 +253,34 @@ class StudentAcoustic(nn.Module):
             x = block(x, mask)
         return self.out(x) * mask
 
+    def decode_forced(self, h: torch.Tensor, durations: torch.Tensor, frames: int) -> torch.Tensor:
+        """Teacher-forced decoding of phoneme features h [B, C, P] at durations [B, P] (zero-padded)
+        -> z [B, 192, frames]."""
+        reg, pos = regulate_batch(h, durations, frames)
+        spoken = durations.sum(1, keepdim=True)
+        frame_mask = (torch.arange(frames, device=h.device)[None, :] < spoken).to(h.dtype)[:, None, :]
+        logdur_f, _ = regulate_batch(torch.log1p(durations)[:, None, :], durations, frames)
+        return self.decode(reg, pos, logdur_f, frame_mask)
+
+    def decode_at(self, h: torch.Tensor, durations: torch.Tensor) -> torch.Tensor:
+        """Inference decoding (batch 1) of phoneme features h [1, C, P] at durations [1, P] -> z [1, 192, T]."""
+        frames, pos = regulate(h, durations)
+        logdur, _ = regulate(torch.log1p(durations)[:, None, :], durations)
+        return self.decode(frames, pos, logdur, torch.ones_like(pos))
+
     def forward_train(
         self, ids: torch.Tensor, id_mask: torch.Tensor, durations: torch.Tensor, frames: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher-forced: z [B, 192, frames] from the teacher's durations, and the predicted log(1 + durations)."""
         h, logd = self.encode(ids, id_mask)
-        reg, pos = regulate_batch(h, durations, frames)
-        frame_mask = (torch.arange(frames, device=h.device)[None, :] < durations.sum(1, keepdim=True)).to(h.dtype)[:, None, :]
-        logdur_f, _ = regulate_batch(torch.log1p(durations)[:, None, :], durations, frames)
-        return self.decode(reg, pos, logdur_f, frame_mask), logd
+        return self.decode_forced(h, durations, frames), logd
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor, scales: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Inference (batch 1): ids [1, P], lengths [1], scales [3] (length_scale used) -> z [1, 192, T], durations [1, P]."""
         mask = (torch.arange(ids.shape[1])[None, :] < lengths[:, None]).to(torch.float32)[:, None, :]
         h, logd = self.encode(ids, mask)
-        durations = torch.round((torch.exp(logd) - 1.0).clamp_min(0.0) * scales[1])
-        durations = torch.maximum(durations, torch.zeros_like(durations))
-        # at least one frame overall, so the vocoder always gets something
-        durations = torch.cat([durations[:, :-1], torch.maximum(durations[:, -1:], torch.ones_like(durations[:, -1:]))], 1)
-        frames, pos = regulate(h, durations)
-        logdur, _ = regulate(torch.log1p(durations)[:, None, :], durations)
-        fmask = torch.ones_like(pos)
-        return self.decode(frames, pos, logdur, fmask), durations
+        durations = predicted_durations(logd, scales)
+        return self.decode_at(h, durations), durations
 
 
 def config_dict(cfg: VocoderConfig | AcousticConfig) -> dict:
