@@ -322,22 +322,13 @@ def sharpen(path: Path, amount: float) -> None:
     """Append ``z + (amount - 1) * (z - mean5(z))`` to the acoustic model at ``path`` (in place, atomically; after
     any global-variance compensation): restores the fast detail within phonemes that regression smooths away.
     ``mean5`` averages each channel over five frames (fewer at the ends)."""
-    model = onnx.load(str(path))
-    graph = model.graph
-    if any(i.name == SHARP_NAME for i in graph.initializer):
-        raise InterfaceError(f"{path.name} is sharpened already")
-    producer = next((n for n in graph.node if "z" in n.output), None)
-    if producer is None:
-        raise InterfaceError(f"{path.name} has no node producing z")
-    producer.output[list(producer.output).index("z")] = SHARP_IN
-    graph.initializer.append(numpy_helper.from_array(np.array(amount - 1.0, np.float32), SHARP_NAME))
-    graph.node.extend([
+    variance.append_after_z(path, "sharpened", SHARP_IN,
+                            [numpy_helper.from_array(np.array(amount - 1.0, np.float32), SHARP_NAME)], [
         helper.make_node("AveragePool", [SHARP_IN], [SHARP_AVG], kernel_shape=[5], pads=[2, 2], count_include_pad=0),
         helper.make_node("Sub", [SHARP_IN, SHARP_AVG], ["z__detail"]),
         helper.make_node("Mul", ["z__detail", SHARP_NAME], ["z__boost"]),
         helper.make_node("Add", [SHARP_IN, "z__boost"], ["z"]),
     ])
-    variance.save_checked(model, path)
 
 
 def export(model: HybridAcoustic, teacher_acoustic: Path, path: Path) -> Path:

@@ -101,19 +101,29 @@ def fit(teacher: Path, student_acoustic: Path, phoneme_id_map: dict[str, Any], e
 
 def apply(path: Path, comp: Compensation) -> None:
     """Append ``z * scale + shift`` to the acoustic model at ``path`` (in place, atomically); refuses a second time."""
+    channels = comp.scale.shape[0]
+    append_after_z(path, "compensated", FLAT,
+                   [numpy_helper.from_array(comp.scale.reshape(1, channels, 1), SCALE_NAME),
+                    numpy_helper.from_array(comp.shift.reshape(1, channels, 1), SHIFT_NAME)],
+                   [helper.make_node("Mul", [FLAT, SCALE_NAME], [SCALED]),
+                    helper.make_node("Add", [SCALED, SHIFT_NAME], ["z"])])
+
+
+def append_after_z(path: Path, done: str, renamed: str, initializers: list[onnx.TensorProto],
+                   nodes: list[onnx.NodeProto]) -> None:
+    """Rename the acoustic model's output ``z`` to ``renamed`` and append ``nodes`` (computing ``z`` from it) with
+    their ``initializers``, in place and atomically; a model that has one of them already is ``done`` and refused."""
     model = onnx.load(str(path))
     graph = model.graph
-    if any(i.name in (SCALE_NAME, SHIFT_NAME) for i in graph.initializer):
-        raise InterfaceError(f"{path.name} is compensated already")
+    names = {i.name for i in initializers}
+    if any(i.name in names for i in graph.initializer):
+        raise InterfaceError(f"{path.name} is {done} already")
     producer = next((n for n in graph.node if "z" in n.output), None)
     if producer is None:
         raise InterfaceError(f"{path.name} has no node producing z")
-    channels = comp.scale.shape[0]
-    producer.output[list(producer.output).index("z")] = FLAT
-    graph.initializer.extend([numpy_helper.from_array(comp.scale.reshape(1, channels, 1), SCALE_NAME),
-                              numpy_helper.from_array(comp.shift.reshape(1, channels, 1), SHIFT_NAME)])
-    graph.node.extend([helper.make_node("Mul", [FLAT, SCALE_NAME], [SCALED]),
-                       helper.make_node("Add", [SCALED, SHIFT_NAME], ["z"])])
+    producer.output[list(producer.output).index("z")] = renamed
+    graph.initializer.extend(initializers)
+    graph.node.extend(nodes)
     save_checked(model, path)
 
 
