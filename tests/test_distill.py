@@ -1110,3 +1110,29 @@ def test_a_split_head_makes_the_same_tone_and_a_run_takes_it_on(tiny_runs: dict[
     assert saved["model"]["head.weight"].shape[0] == 2 * 2 * (N_FFT // 4 + 1)
     again = train(TrainConfig(what="vocoder", steps=before + 3), cache, run, resume=True, subframes=2)
     assert again["changes"] == summary["changes"]  # already so: nothing new
+
+
+def test_store_int8_shrinks_the_weights_and_keeps_what_it_is_told(tmp_path: Path) -> None:
+    import onnx
+    import onnxruntime as ort
+
+    from jetvox.provisioning.distill.export import store_int8
+
+    torch.manual_seed(0)
+    model = StudentVocoder(VocoderConfig(subframes=2)).eval()
+    path = export(model, "vocoder", tmp_path / "vocoder.onnx")
+    z = np.random.default_rng(3).standard_normal((1, 192, 40)).astype(np.float32)
+    before = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(["audio"], {"z": z})[0]
+    size = path.stat().st_size
+    kept = path.with_name("kept.onnx")
+    kept.write_bytes(path.read_bytes())
+    stored = store_int8(path)
+    assert stored > 0 and path.stat().st_size < 0.6 * size  # float16 -> int8 weights, one scale per channel
+    graph = onnx.load(str(path)).graph
+    assert sum(i.data_type == onnx.TensorProto.INT8 for i in graph.initializer) == stored
+    after = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(["audio"], {"z": z})[0]
+    assert after.shape == before.shape
+    # rounding to 1/254 of each channel's peak: close to, but not the same as, the float16 model
+    assert 0 < np.abs(after - before).max() < 0.1 * np.abs(before).max()
+    assert store_int8(kept, keep=("inp.weight", ".dw.")) == stored - 5  # the input and 4 depthwise convs kept
+    assert store_int8(path) == 0  # nothing float16 left to store

@@ -168,6 +168,45 @@ def compact(path: Path) -> None:
     onnx.save(model, str(path))
 
 
+def store_int8(path: Path, prefix: str = "", keep: tuple[str, ...] = ()) -> int:
+    """Store ``compact``'s float16 weight matrices (two or more axes, names starting with ``prefix`` and containing
+    none of ``keep``) as INT8 with one float32 scale per output channel, in place; returns how many. Each becomes ``Cast`` to float32 times its scale,
+    plain constants that runtimes fold back at load (unlike a DequantizeLinear, which they keep as a quantised
+    layer), so inference still runs in float32 and only the file shrinks.
+    """
+    model = onnx.load(str(path))
+    graph = model.graph
+    consumers: dict[str, list[str]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node.op_type)
+    casts = {n.input[0]: n for n in graph.node if n.op_type == "Cast" and n.input[0].endswith("__fp16")}
+    stored = 0
+    for init in list(graph.initializer):
+        cast = casts.get(init.name)
+        weight = numpy_helper.to_array(init)
+        if cast is None or weight.ndim < 2 or not init.name.startswith(prefix) or any(k in init.name for k in keep):
+            continue
+        name = cast.output[0]
+        # a MatMul's weight [in, out] has its output channels last; a Conv's, a Gather's (rows) first
+        axis = weight.ndim - 1 if set(consumers.get(name, [])) == {"MatMul"} else 0
+        others = tuple(a for a in range(weight.ndim) if a != axis)
+        peak = np.abs(weight.astype(np.float32)).max(axis=others, keepdims=True)
+        scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
+        q = np.clip(np.round(weight.astype(np.float32) / scale), -127, 127).astype(np.int8)
+        graph.initializer.remove(init)
+        graph.initializer.extend([numpy_helper.from_array(q, f"{name}__int8"),
+                                  numpy_helper.from_array(scale, f"{name}__scale")])
+        at = list(graph.node).index(cast)
+        graph.node.remove(cast)
+        graph.node.insert(at, helper.make_node("Mul", [f"{name}__wide", f"{name}__scale"], [name]))
+        graph.node.insert(at, helper.make_node("Cast", [f"{name}__int8"], [f"{name}__wide"], to=TensorProto.FLOAT))
+        stored += 1
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return stored
+
+
 def wrap_phase(path: Path, subframes: int) -> float:
     """Bring a vocoder's head phase biases into [-pi, pi) in place; returns the largest magnitude before.
 
