@@ -285,7 +285,7 @@ distill-hybrid: train-deps
 # (its durations, compensation and sharpening, as the vocoder gets them in use; `train --pairs PACK ONNX`) and the
 # teacher decoder's audio of them, for 5,000 utterances of the hybrid's data (`hybrid pack`); 3w's settings, new
 # phase peak 1e-4, resumable in stages of TRAIN_MINUTES. The thirty-fifth session ran it to 85,012, the thirty-sixth
-# to 87,586 in a phase to 89,000 (committed slim; resuming keeps that phase's cosine).
+# to 88,913 in a phase to 89,000 (committed slim; resuming keeps that phase's cosine).
 H3_RUN ?= provisioning/distill/results/vocoder-3h
 H3_STEPS ?= 89000
 H3_BATCH ?= 16
