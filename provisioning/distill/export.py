@@ -170,9 +170,11 @@ def compact(path: Path) -> None:
 
 def store_int8(path: Path, prefix: str = "", keep: tuple[str, ...] = ()) -> int:
     """Store ``compact``'s float16 weight matrices (two or more axes, names starting with ``prefix`` and containing
-    none of ``keep``) as INT8 with one float32 scale per output channel, in place; returns how many. Each becomes ``Cast`` to float32 times its scale,
-    plain constants that runtimes fold back at load (unlike a DequantizeLinear, which they keep as a quantised
-    layer), so inference still runs in float32 and only the file shrinks.
+    none of ``keep``) as INT8 with one float32 scale per output channel, in place; returns how many.
+
+    Each becomes ``Cast`` to float32 times its scale, plain constants that runtimes fold back at load (unlike a
+    DequantizeLinear, which they keep as a quantised layer), so inference still runs in float32 and only the
+    file shrinks.
     """
     model = onnx.load(str(path))
     graph = model.graph
@@ -184,16 +186,16 @@ def store_int8(path: Path, prefix: str = "", keep: tuple[str, ...] = ()) -> int:
     stored = 0
     for init in list(graph.initializer):
         cast = casts.get(init.name)
-        weight = numpy_helper.to_array(init)
+        weight = numpy_helper.to_array(init).astype(np.float32)
         if cast is None or weight.ndim < 2 or not init.name.startswith(prefix) or any(k in init.name for k in keep):
             continue
         name = cast.output[0]
         # a MatMul's weight [in, out] has its output channels last; a Conv's, a Gather's (rows) first
         axis = weight.ndim - 1 if set(consumers.get(name, [])) == {"MatMul"} else 0
         others = tuple(a for a in range(weight.ndim) if a != axis)
-        peak = np.abs(weight.astype(np.float32)).max(axis=others, keepdims=True)
+        peak = np.abs(weight).max(axis=others, keepdims=True)
         scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
-        q = np.clip(np.round(weight.astype(np.float32) / scale), -127, 127).astype(np.int8)
+        q = np.clip(np.round(weight / scale), -127, 127).astype(np.int8)
         graph.initializer.remove(init)
         graph.initializer.extend([numpy_helper.from_array(q, f"{name}__int8"),
                                   numpy_helper.from_array(scale, f"{name}__scale")])
