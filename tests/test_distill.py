@@ -25,7 +25,9 @@ from jetvox.provisioning.distill.interface import INTERFACES, InterfaceError, ch
 from jetvox.provisioning.distill.models import (  # noqa: E402
     HOP,
     N_FFT,
+    AcousticConfig,
     InverseSTFT,
+    StudentAcoustic,
     StudentVocoder,
     VocoderConfig,
 )
@@ -1136,3 +1138,42 @@ def test_store_int8_shrinks_the_weights_and_keeps_what_it_is_told(tmp_path: Path
     assert 0 < np.abs(after - before).max() < 0.1 * np.abs(before).max()
     assert store_int8(kept, keep=("inp.weight", ".dw.")) == stored - 5  # the input and 4 depthwise convs kept
     assert store_int8(path) == 0  # nothing float16 left to store
+
+
+@pytest.mark.slow
+def test_ship_takes_a_hybrid_with_int8_weights_and_gates_what_it_stores(tiny_runs: dict[str, Path], voice_state: Path,
+                                                                        tmp_path: Path) -> None:
+    """The hybrid's path to shipping: exported with the teacher's encoder, compensated and sharpened as stage 3h
+    feeds its vocoder, both models INT8-stored but the encoder's last projection, then the real gate (two
+    sentences) on those very files, and the hybrid's run in the record."""
+    from jetvox.provisioning.distill import hybrid
+    from jetvox.provisioning.distill.ship import ship
+
+    rng = np.random.default_rng(0)
+    data = []
+    for p in (9, 12):
+        dur = rng.integers(1, 4, p).astype(np.float32)
+        mp = rng.standard_normal((192, p)).astype(np.float16)
+        data.append(hybrid.Utterance(np.arange(1, p + 1), dur, mp, np.repeat(mp, dur.astype(int), axis=1)))
+    torch.manual_seed(0)
+    model = hybrid.HybridAcoustic(StudentAcoustic(AcousticConfig(dim=16, enc_layers=1, dec_dilations=(1, 2))))
+    run = tmp_path / "hybrid"
+    assert hybrid.train(model, data, run, hybrid.HybridTrainConfig(steps=2, batch=2, crop=8)) == 2
+    teacher = voice_state / "voices" / teacher_data.TEACHER
+    out = tmp_path / "out"
+    record = ship(tiny_runs["vocoder"], run, teacher, 10, force_dir=out, history=None, hybrid=True,
+                  int8_weights=True, sentences=tuple(HELD_OUT[:2]))
+    training = record["training"]
+    assert training["acoustic"]["kind"].startswith("hybrid") and training["acoustic"]["steps"] == 2
+    assert training["acoustic"]["sharpen"] == hybrid.SHARPEN and training["acoustic"]["model"]["dim"] == 16
+    assert training["variance"]["sentences"] > 0 and training["gate"]["sentences"] == 2
+    acoustic = onnx.load(str(out / "acoustic.onnx")).graph
+    int8 = {i.name for i in acoustic.initializer if i.data_type == TensorProto.INT8}
+    assert int8 and all(name.startswith(hybrid.STORE_PREFIX) for name in int8)
+    assert not any("enc_p.proj" in name for name in int8)  # kept float16
+    assert any(i.name == hybrid.SHARP_NAME for i in acoustic.initializer)
+    vocoder = onnx.load(str(out / "vocoder.onnx")).graph
+    stored = len(int8) + sum(i.data_type == TensorProto.INT8 for i in vocoder.initializer)
+    assert training["weights_stored"].startswith(f"{stored} matrices")
+    assert (out / ("voice.json" if training["gate"]["passed"] else "training.json")).is_file()
+    check_interface(out / "acoustic.onnx", "acoustic")

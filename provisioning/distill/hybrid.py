@@ -27,7 +27,7 @@ from jetvox.engines.onnxrt import ort_session
 from jetvox.provisioning.distill import teacher_data, teacher_pairs, variance
 from jetvox.provisioning.distill.aligned import load_acoustic
 from jetvox.provisioning.distill.export import OPSET, compact, fix_io
-from jetvox.provisioning.distill.train import _stop_on_signal
+from jetvox.provisioning.distill.train import stop_on_signal
 from jetvox.provisioning.distill.interface import InterfaceError, check_interface
 from jetvox.provisioning.distill.models import (LATENT, StudentAcoustic, acoustic_config,
                                                predicted_durations)
@@ -249,7 +249,7 @@ def train(model: HybridAcoustic, data: Sequence[Utterance], run: Path, cfg: Hybr
           max_minutes: float | None = None) -> int:
     """Train (resuming ``run/ckpt.pt`` where it exists) until ``cfg.steps`` or ``max_minutes``; returns the step.
 
-    SIGTERM or Ctrl-C checkpoints after the step under way and returns (``train._stop_on_signal``).
+    SIGTERM or Ctrl-C checkpoints after the step under way and returns (``train.stop_on_signal``).
     """
     from tqdm import tqdm
 
@@ -266,7 +266,7 @@ def train(model: HybridAcoustic, data: Sequence[Utterance], run: Path, cfg: Hybr
     weights /= weights.sum()
     started, losses = time.monotonic(), []
     model.train()
-    with _stop_on_signal() as stop, tqdm(total=cfg.steps, initial=step, desc="hybrid acoustic", mininterval=10) as bar:
+    with stop_on_signal() as stop, tqdm(total=cfg.steps, initial=step, desc="hybrid acoustic", mininterval=10) as bar:
         while step < cfg.steps and stop.signal is None:
             for group in opt.param_groups:
                 group["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
@@ -424,7 +424,8 @@ def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         teacher_pairs.save(utts, args.out, request)
         log.info("%d utterances packed in %s (digest %s)", len(utts.ids), args.out, utts.digest())
         return 0
-    return export_voice(build(args.run), state, args.out, args.sharpen)
+    export_voice(build(args.run), teacher_data.teacher_dir(state), args.out, args.sharpen)
+    return 0
 
 
 PACK_SIZE, PACK_SEED = 5000, 5
@@ -440,18 +441,32 @@ def pack(data: Sequence[Utterance], count: int = PACK_SIZE, seed: int = PACK_SEE
     return teacher_pairs.Utterances([data[i].ids for i in picks], [data[i].durations for i in picks])
 
 
-def export_voice(model: HybridAcoustic, state_dir: Path, out: Path, amount: float) -> int:
-    """Export, compensate (global variance against the provisioned teacher) and sharpen the hybrid at ``out``."""
-    tdir = teacher_data.teacher_dir(state_dir)
-    manifest = mf.read_manifest(tdir)
-    export(model, tdir / "acoustic.onnx", out)
-    variance.compensate(tdir, out, dict(manifest.phoneme_id_map), manifest.espeak_voice,
-                        say=lambda line: log.info("%s", line))
+def export_voice(model: HybridAcoustic, teacher: Path, out: Path, amount: float) -> variance.Compensation:
+    """Export, compensate (global variance against the ``teacher``'s split models) and sharpen the hybrid at
+    ``out``; returns the compensation (for the training record)."""
+    manifest = mf.read_manifest(teacher)
+    export(model, teacher / "acoustic.onnx", out)
+    comp = variance.compensate(teacher, out, dict(manifest.phoneme_id_map), manifest.espeak_voice,
+                               say=lambda line: log.info("%s", line))
     if amount != 1.0:
         sharpen(out, amount)
     log.info("hybrid acoustic model written to %s (%.1f MB)", out, out.stat().st_size / 1e6)
-    return 0
+    return comp
 
+
+STORE_PREFIX, STORE_KEEP = "tenc/", ("enc_p.proj",)
+"""What ``export.store_int8`` stores of a hybrid as INT8: the grafted text encoder's matrices but its last
+projection, whose large least-squares weights (up to 440) turn INT8 rounding into a latent error of 0.24."""
+
+
+def run_summary(run: Path, amount: float = SHARPEN) -> dict[str, object]:
+    """What the shipped manifest records of a hybrid run: its steps, settings, student shape and last loss."""
+    state = torch.load(run / "ckpt.pt", map_location="cpu", weights_only=False)
+    lines = (run / "losses.jsonl").read_text(encoding="utf-8").splitlines() if (run / "losses.jsonl").is_file() else []
+    return {"kind": "hybrid (the teacher's text encoder, the student's durations and decoder)",
+            "steps": int(state["step"]), **state["config"], "model": state["student_config"],
+            "final_losses": {k: v for k, v in (json.loads(lines[-1]) if lines else {}).items() if k != "step"},
+            "sharpen": amount, "reproduce": "make distill-hybrid"}
 
 if __name__ == "__main__":
     raise SystemExit(main())

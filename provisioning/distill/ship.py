@@ -17,7 +17,8 @@ from jetvox.device.config import default_state_dir
 from jetvox.device.storage import atomic_write_text
 from jetvox.device.voice.sources import SHIPPED_DIR, resolve_voice
 from jetvox.provisioning.distill.corpus import DEFAULT_SIZE, SEED
-from jetvox.provisioning.distill.export import export, load_student
+from jetvox.provisioning.distill import hybrid as hybrid_acoustic
+from jetvox.provisioning.distill.export import export, load_student, store_int8
 from jetvox.provisioning.distill.gate import GateResult, run_gate
 from jetvox.provisioning.distill.teacher_data import (
     TEACHER,
@@ -81,7 +82,8 @@ def cache_stats(cache: Path) -> dict[str, Any]:
 
 def ship(vocoder_run: Path, acoustic_run: Path, teacher: Path, corpus_size: int, cache: Path | None = None,
          force_dir: Path | None = None, note: str | None = None, history: Path | None = GATE_HISTORY,
-         reproduce: str = "make distill", variance: bool = True) -> dict[str, Any]:
+         reproduce: str = "make distill", variance: bool = True, hybrid: bool = False,
+         int8_weights: bool = False, sentences: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Export both students, gate them against the teacher, and write them to SHIP_DIR (pass) or RESULTS_DIR (fail).
 
     Args:
@@ -96,17 +98,33 @@ def ship(vocoder_run: Path, acoustic_run: Path, teacher: Path, corpus_size: int,
         reproduce: the commands that train these students again, for the record.
         variance: fit the acoustic student's global-variance compensation (``variance.py``) before the gate
             (the shipped pair has it since the twenty-eighth session; False ships the students as trained).
+        hybrid: ``acoustic_run`` is a hybrid run (``hybrid.py``): exported with the teacher's text encoder in front,
+            compensated and sharpened, exactly as ``make distill-3h`` feeds its vocoder (``variance`` is implied).
+        int8_weights: store the vocoder's weight matrices, and a hybrid's text encoder's but its last projection,
+            as INT8 (``export.store_int8``): smaller files, float32 inference; the gate measures what is stored.
+        sentences: the gate's sentences (default: its 126 held-out ones).
     """
     config = teacher_config()
-    staging = RESULTS_DIR / ".staging"
+    staging = (force_dir or RESULTS_DIR) / ".staging"
     shutil.rmtree(staging, ignore_errors=True)
-    for role, run in (("vocoder", vocoder_run), ("acoustic", acoustic_run)):
-        model, _, _ = load_student(run)
-        export(model, role, staging / f"{role}.onnx")
+    model, _, _ = load_student(vocoder_run)
+    export(model, "vocoder", staging / "vocoder.onnx")
     comp = None
-    if variance:
-        comp = compensate(teacher, staging / "acoustic.onnx", config["phoneme_id_map"], config["espeak"]["voice"])
-    gate = run_gate(teacher, staging, config["phoneme_id_map"], config["espeak"]["voice"])
+    if hybrid:
+        comp = hybrid_acoustic.export_voice(hybrid_acoustic.build(acoustic_run), teacher, staging / "acoustic.onnx",
+                                            hybrid_acoustic.SHARPEN)
+    else:
+        model, _, _ = load_student(acoustic_run)
+        export(model, "acoustic", staging / "acoustic.onnx")
+        if variance:
+            comp = compensate(teacher, staging / "acoustic.onnx", config["phoneme_id_map"], config["espeak"]["voice"])
+    stored = 0
+    if int8_weights:
+        stored = store_int8(staging / "vocoder.onnx")
+        if hybrid:
+            stored += store_int8(staging / "acoustic.onnx", hybrid_acoustic.STORE_PREFIX, hybrid_acoustic.STORE_KEEP)
+        log.info("%d weight matrices stored as INT8", stored)
+    gate = run_gate(teacher, staging, config["phoneme_id_map"], config["espeak"]["voice"], sentences)
 
     training = {
         "corpus_sentences": corpus_size,
@@ -115,13 +133,15 @@ def ship(vocoder_run: Path, acoustic_run: Path, teacher: Path, corpus_size: int,
         "reproduce": reproduce,
         "machine": f"{platform.machine()} CPU, {platform.system()} {platform.release()}",
         "vocoder": _run_summary(vocoder_run),
-        "acoustic": _run_summary(acoustic_run),
+        "acoustic": hybrid_acoustic.run_summary(acoustic_run) if hybrid else _run_summary(acoustic_run),
         **({"variance": comp.to_json()} if comp else {}),
+        **({"weights_stored": f"{stored} matrices as INT8, one scale per output channel"} if stored else {}),
         "gate": asdict(gate),
         **({"note": note} if note else {}),
     }
     if history is not None:
-        steps = f"vocoder {training['vocoder']['steps']} ({vocoder_run.name}) / acoustic {training['acoustic']['steps']}"
+        steps = (f"vocoder {training['vocoder']['steps']} ({vocoder_run.name}) / "
+                 f"{'hybrid ' if hybrid else ''}acoustic {training['acoustic']['steps']}")
         record_gate(history, f"{'SHIPPED' if gate.passed else 'not shipped'}: {steps}" + (f"; {note}" if note else ""),
                     gate)
     dest = force_dir or (SHIP_DIR if gate.passed else RESULTS_DIR)
@@ -153,15 +173,24 @@ def main(argv: list[str] | None = None) -> None:
                     help="the vocoder's run directory (default: RUNS/vocoder-gan where it exists, else RUNS/vocoder)")
     ap.add_argument("--acoustic-run", type=Path, default=None,
                     help="the acoustic model's run directory (default: RUNS/acoustic), e.g. a soup (soup.py)")
+    ap.add_argument("--hybrid-run", type=Path, default=None,
+                    help="ship a hybrid acoustic model (hybrid.py) from this run instead of --acoustic-run")
+    ap.add_argument("--int8-weights", action="store_true",
+                    help="store the weight matrices as INT8 (smaller files; the gate measures what is stored)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     runs = args.runs or runs_dir(default_state_dir())
     gan = runs / "vocoder-gan"
     vocoder = args.vocoder_run or (gan if (gan / "ckpt.pt").is_file() else runs / "vocoder")
     cache = cache_dir(default_state_dir())  # counted for the record where this machine still has it
-    out = ship(vocoder, args.acoustic_run or runs / "acoustic", teacher_dir(default_state_dir()), args.corpus_size,
+    if args.hybrid_run and args.acoustic_run:
+        ap.error("give --acoustic-run or --hybrid-run, not both")
+    if args.hybrid_run and not args.variance:
+        ap.error("--no-variance does not apply to a hybrid: it is compensated as its vocoder was trained")
+    acoustic = args.hybrid_run or args.acoustic_run or runs / "acoustic"
+    out = ship(vocoder, acoustic, teacher_dir(default_state_dir()), args.corpus_size,
                cache if cache.is_dir() else None, note=args.note, reproduce=args.reproduce,
-               variance=args.variance)
+               variance=args.variance, hybrid=args.hybrid_run is not None, int8_weights=args.int8_weights)
     print(json.dumps(out["training"]["gate"], indent=2))
 
 

@@ -889,7 +889,7 @@ class _Stop:
 
 
 @contextmanager
-def _stop_on_signal() -> Iterator[_Stop]:
+def stop_on_signal() -> Iterator[_Stop]:
     """SIGTERM and SIGINT end the run at the next step boundary with a checkpoint (a session or service stopped
     mid-run loses no steps) instead of at once; the previous handlers come back afterwards (main thread only)."""
     stop = _Stop()
@@ -913,7 +913,7 @@ def _run_steps(run: _Run, step: int, seconds: float, end: int, max_minutes: floa
     """Optimiser steps from ``step`` to ``end``, until ``max_minutes`` of wall time or until SIGTERM/SIGINT,
     checkpointed every ``ckpt_every`` steps and at the end; the step reached, the seconds trained in all and the
     last logged losses."""
-    with _stop_on_signal() as stop:
+    with stop_on_signal() as stop:
         return _steps(run, step, seconds, end, max_minutes, stop)
 
 
