@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import platform
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -27,11 +26,13 @@ from jetvox.provisioning.int8.steps import int8_steps
 from jetvox.provisioning.split import SplitError, find_boundary, split_model
 from jetvox.provisioning.stages import STAGES_VERSION, qdq_nodes, split_stages
 from jetvox.provisioning.steps import ProvisionError, StepRunner, clean_partials, sha256_file
+from jetvox.provisioning.weights import expand_stored_weights
 from jetvox.provisioning.tensorrt.step import tensorrt_steps
 
 log = logging.getLogger(__name__)
 
-SPLIT_VERSION = 1
+SPLIT_VERSION = 2
+"""Bump when the split's outputs change (2: a shipped split is imported with its weights expanded to float32)."""
 # Sentences used to prove the split and calibrate the output gain (not an evaluation set).
 CHECK_SENTENCES = (
     "The kitchen temperature is twenty one degrees.",
@@ -192,11 +193,18 @@ def _split(source: VoiceSource, acoustic_path: Path, vocoder_path: Path, say: Ca
 def _import_split(
     pair: tuple[Path, Path], acoustic_path: Path, vocoder_path: Path, say: Callable[[str], None]
 ) -> dict[str, Any]:
-    """A voice shipped already split (a distilled student): copy its two models into place."""
+    """A voice shipped already split (a distilled student): its two models in place, with the weights it stores
+    narrow (float16, INT8) expanded to float32 for the quantiser and TensorRT (``weights.py``)."""
     for src, dst in zip(pair, (acoustic_path, vocoder_path)):
+        try:
+            model = onnx.load(str(src))
+        except Exception as exc:  # protobuf's DecodeError and friends
+            raise ProvisionError(f"shipped model {src} is not a readable ONNX model: {exc}") from None
+        expanded = expand_stored_weights(model)
         with atomic_path(dst) as tmp:
-            shutil.copyfile(src, tmp)
-        say(f"imported {dst.name} ({dst.stat().st_size / 1e6:.1f} MB)")
+            onnx.save(model, str(tmp))
+        say(f"imported {dst.name} ({src.stat().st_size / 1e6:.1f} MB shipped, {dst.stat().st_size / 1e6:.1f} MB "
+            f"with {expanded} weight(s) expanded to float32)")
     acoustic, vocoder = _tensor_info(acoustic_path), _tensor_info(vocoder_path)
     z = vocoder["inputs"][0]
     if z["name"] != "z" or len(z["shape"]) != 3 or not isinstance(z["shape"][1], int):
