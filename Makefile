@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 JETVOX := $(VENV)/bin/jetvox
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast provision bench bench-mqtt wyoming-bench soak typecheck verify-device fp16-evidence install teacher train-deps teacher-data teacher-data-wide distill distill-gan distill-hifi distill-wide distill-joint distill-gpu distill-3m distill-3r distill-3w distill-3x distill-3v distill-hybrid distill-3h distill-soup clean help
+.PHONY: setup demo test test-fast provision bench bench-mqtt wyoming-bench soak typecheck verify-device fp16-evidence install teacher train-deps teacher-data teacher-data-wide distill distill-gan distill-hifi distill-wide distill-joint distill-gpu distill-3m distill-3r distill-3w distill-3x distill-3v distill-hybrid distill-3h ship-3h distill-soup clean help
 
 help:
 	@echo "make demo   - set up, provision the default voice, speak a sample (demo.wav)"
@@ -298,6 +298,14 @@ distill-3h: distill-hybrid
 	$(PY) -m jetvox.provisioning.distill.train --what vocoder --resume --adversarial --ema 0.999 \
 	  --pairs $(H3_PACK) $(HYBRID_ONNX) --device cpu --ckpt-every 250 --max-minutes $(TRAIN_MINUTES) --threads 2 \
 	  --out $(H3_RUN) --steps $(H3_STEPS) --start-from $(X3_RUN)/ckpt.pt --phase-lr 1e-4 --batch $(H3_BATCH)
+
+# The hybrid through stage 3h's vocoder, both INT8-stored, gated (`ship --hybrid-run`); SHIP_OUT=DIR writes the
+# models and their record there as a trial instead of shipping them as joe-fast when they pass.
+SHIP_OUT ?=
+ship-3h: setup
+	$(PY) -m pip install -q $(TRAIN_DEPS)
+	$(PY) -m jetvox.provisioning.distill.ship --vocoder-run $(H3_RUN) --hybrid-run $(HYBRID_RUN) --int8-weights \
+	  --reproduce "make distill-3h ship-3h" $(if $(SHIP_OUT),--out $(SHIP_OUT))
 
 # On a device, as root: code and venv in /opt/jetvox, config in /etc/jetvox, systemd units enabled.
 install:

@@ -175,6 +175,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="the acoustic model's run directory (default: RUNS/acoustic), e.g. a soup (soup.py)")
     ap.add_argument("--hybrid-run", type=Path, default=None,
                     help="ship a hybrid acoustic model (hybrid.py) from this run instead of --acoustic-run")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="write the models and their record here, passed or not, instead of shipping (a trial)")
     ap.add_argument("--int8-weights", action="store_true",
                     help="store the weight matrices as INT8 (smaller files; the gate measures what is stored)")
     args = ap.parse_args(argv)
@@ -189,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
         ap.error("--no-variance does not apply to a hybrid: it is compensated as its vocoder was trained")
     acoustic = args.hybrid_run or args.acoustic_run or runs / "acoustic"
     out = ship(vocoder, acoustic, teacher_dir(default_state_dir()), args.corpus_size,
-               cache if cache.is_dir() else None, note=args.note, reproduce=args.reproduce,
+               cache if cache.is_dir() else None, force_dir=args.out, note=args.note, reproduce=args.reproduce,
                variance=args.variance, hybrid=args.hybrid_run is not None, int8_weights=args.int8_weights)
     print(json.dumps(out["training"]["gate"], indent=2))
 
