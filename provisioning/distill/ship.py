@@ -142,8 +142,9 @@ def ship(vocoder_run: Path, acoustic_run: Path, teacher: Path, corpus_size: int,
     if history is not None:
         steps = (f"vocoder {training['vocoder']['steps']} ({vocoder_run.name}) / "
                  f"{'hybrid ' if hybrid else ''}acoustic {training['acoustic']['steps']}")
-        record_gate(history, f"{'SHIPPED' if gate.passed else 'not shipped'}: {steps}" + (f"; {note}" if note else ""),
-                    gate)
+        verdict = (f"trial, {'passed' if gate.passed else 'failed'}" if force_dir
+                   else "SHIPPED" if gate.passed else "not shipped")
+        record_gate(history, f"{verdict}: {steps}" + (f"; {note}" if note else ""), gate)
     dest = force_dir or (SHIP_DIR if gate.passed else RESULTS_DIR)
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("acoustic.onnx", "vocoder.onnx"):
