@@ -464,7 +464,7 @@ def run_summary(run: Path, amount: float = SHARPEN) -> dict[str, object]:
     state = torch.load(run / "ckpt.pt", map_location="cpu", weights_only=False)
     lines = (run / "losses.jsonl").read_text(encoding="utf-8").splitlines() if (run / "losses.jsonl").is_file() else []
     return {"kind": "hybrid (the teacher's text encoder, the student's durations and decoder)",
-            "steps": int(state["step"]), **state["config"], "model": state["student_config"],
+            **state["config"], "steps": int(state["step"]), "model": state["student_config"],
             "final_losses": {k: v for k, v in (json.loads(lines[-1]) if lines else {}).items() if k != "step"},
             "sharpen": amount, "reproduce": "make distill-hybrid"}
 

@@ -191,9 +191,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.hybrid_run and not args.variance:
         ap.error("--no-variance does not apply to a hybrid: it is compensated as its vocoder was trained")
     acoustic = args.hybrid_run or args.acoustic_run or runs / "acoustic"
-    out = ship(vocoder, acoustic, teacher_dir(default_state_dir()), args.corpus_size,
-               cache if cache.is_dir() else None, force_dir=args.out, note=args.note, reproduce=args.reproduce,
-               variance=args.variance, hybrid=args.hybrid_run is not None, int8_weights=args.int8_weights)
+    try:
+        out = ship(vocoder, acoustic, teacher_dir(default_state_dir()), args.corpus_size,
+                   cache if cache.is_dir() else None, force_dir=args.out, note=args.note, reproduce=args.reproduce,
+                   variance=args.variance, hybrid=args.hybrid_run is not None, int8_weights=args.int8_weights)
+    except (FileNotFoundError, ValueError) as exc:  # a run or teacher missing; InterfaceError is a ValueError
+        raise SystemExit(f"ship: {exc}") from None
     print(json.dumps(out["training"]["gate"], indent=2))
 
 
