@@ -27,7 +27,7 @@ from jetvox.provisioning.distill.teacher_data import (
     teacher_dir,
 )
 from jetvox.provisioning.distill.train import runs_dir
-from jetvox.provisioning.distill.variance import compensate
+from jetvox.provisioning.distill.variance import Compensation, compensate
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,38 @@ def cache_stats(cache: Path) -> dict[str, Any]:
     return {"teacher_utterances": len(paths), "teacher_audio_hours": round(samples / 22050 / 3600, 3)}
 
 
+def _export_pair(vocoder_run: Path, acoustic_run: Path, teacher: Path, staging: Path, config: dict[str, Any],
+                 variance: bool, hybrid: bool, int8_weights: bool) -> tuple[Compensation | None, int]:
+    """Export both models into ``staging`` as ``ship`` describes; (the compensation or None, matrices stored INT8)."""
+    model, _, _ = load_student(vocoder_run)
+    export(model, "vocoder", staging / "vocoder.onnx")
+    comp = None
+    if hybrid:
+        comp = hybrid_acoustic.export_voice(hybrid_acoustic.build(acoustic_run), teacher, staging / "acoustic.onnx",
+                                            hybrid_acoustic.SHARPEN)
+    else:
+        model, _, _ = load_student(acoustic_run)
+        export(model, "acoustic", staging / "acoustic.onnx")
+        if variance:
+            comp = compensate(teacher, staging / "acoustic.onnx", config["phoneme_id_map"], config["espeak"]["voice"])
+    stored = 0
+    if int8_weights:
+        stored = store_int8(staging / "vocoder.onnx")
+        if hybrid:
+            stored += store_int8(staging / "acoustic.onnx", hybrid_acoustic.STORE_PREFIX, hybrid_acoustic.STORE_KEEP)
+        log.info("%d weight matrices stored as INT8", stored)
+    return comp, stored
+
+
+def _label(training: dict[str, Any], vocoder_name: str, hybrid: bool, trial: bool, note: str | None) -> str:
+    """The gate history's name for one run: verdict, steps of both models, note."""
+    passed = training["gate"]["passed"]
+    verdict = f"trial, {'passed' if passed else 'failed'}" if trial else "SHIPPED" if passed else "not shipped"
+    steps = (f"vocoder {training['vocoder']['steps']} ({vocoder_name}) / "
+             f"{'hybrid ' if hybrid else ''}acoustic {training['acoustic']['steps']}")
+    return f"{verdict}: {steps}" + (f"; {note}" if note else "")
+
+
 def ship(vocoder_run: Path, acoustic_run: Path, teacher: Path, corpus_size: int, cache: Path | None = None,
          force_dir: Path | None = None, note: str | None = None, history: Path | None = GATE_HISTORY,
          reproduce: str = "make distill", variance: bool = True, hybrid: bool = False,
@@ -107,23 +139,7 @@ def ship(vocoder_run: Path, acoustic_run: Path, teacher: Path, corpus_size: int,
     config = teacher_config()
     staging = (force_dir or RESULTS_DIR) / ".staging"
     shutil.rmtree(staging, ignore_errors=True)
-    model, _, _ = load_student(vocoder_run)
-    export(model, "vocoder", staging / "vocoder.onnx")
-    comp = None
-    if hybrid:
-        comp = hybrid_acoustic.export_voice(hybrid_acoustic.build(acoustic_run), teacher, staging / "acoustic.onnx",
-                                            hybrid_acoustic.SHARPEN)
-    else:
-        model, _, _ = load_student(acoustic_run)
-        export(model, "acoustic", staging / "acoustic.onnx")
-        if variance:
-            comp = compensate(teacher, staging / "acoustic.onnx", config["phoneme_id_map"], config["espeak"]["voice"])
-    stored = 0
-    if int8_weights:
-        stored = store_int8(staging / "vocoder.onnx")
-        if hybrid:
-            stored += store_int8(staging / "acoustic.onnx", hybrid_acoustic.STORE_PREFIX, hybrid_acoustic.STORE_KEEP)
-        log.info("%d weight matrices stored as INT8", stored)
+    comp, stored = _export_pair(vocoder_run, acoustic_run, teacher, staging, config, variance, hybrid, int8_weights)
     gate = run_gate(teacher, staging, config["phoneme_id_map"], config["espeak"]["voice"], sentences)
 
     training = {
@@ -140,11 +156,7 @@ def ship(vocoder_run: Path, acoustic_run: Path, teacher: Path, corpus_size: int,
         **({"note": note} if note else {}),
     }
     if history is not None:
-        steps = (f"vocoder {training['vocoder']['steps']} ({vocoder_run.name}) / "
-                 f"{'hybrid ' if hybrid else ''}acoustic {training['acoustic']['steps']}")
-        verdict = (f"trial, {'passed' if gate.passed else 'failed'}" if force_dir
-                   else "SHIPPED" if gate.passed else "not shipped")
-        record_gate(history, f"{verdict}: {steps}" + (f"; {note}" if note else ""), gate)
+        record_gate(history, _label(training, vocoder_run.name, hybrid, force_dir is not None, note), gate)
     dest = force_dir or (SHIP_DIR if gate.passed else RESULTS_DIR)
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("acoustic.onnx", "vocoder.onnx"):
