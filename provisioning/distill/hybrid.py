@@ -459,14 +459,5 @@ STORE_PREFIX, STORE_KEEP = "tenc/", ("enc_p.proj",)
 projection, whose large least-squares weights (up to 440) turn INT8 rounding into a latent error of 0.24."""
 
 
-def run_summary(run: Path, amount: float = SHARPEN) -> dict[str, object]:
-    """What the shipped manifest records of a hybrid run: its steps, settings, student shape and last loss."""
-    state = torch.load(run / "ckpt.pt", map_location="cpu", weights_only=False)
-    lines = (run / "losses.jsonl").read_text(encoding="utf-8").splitlines() if (run / "losses.jsonl").is_file() else []
-    return {"kind": "hybrid (the teacher's text encoder, the student's durations and decoder)",
-            **state["config"], "steps": int(state["step"]), "model": state["student_config"],
-            "final_losses": {k: v for k, v in (json.loads(lines[-1]) if lines else {}).items() if k != "step"},
-            "sharpen": amount, "reproduce": "make distill-hybrid"}
-
 if __name__ == "__main__":
     raise SystemExit(main())

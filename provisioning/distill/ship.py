@@ -50,18 +50,32 @@ def teacher_config() -> dict[str, Any]:
     return dict(resolve_voice(TEACHER).config)
 
 
-def _run_summary(run_dir: Path) -> dict[str, Any]:
+def _checkpoint_and_losses(run_dir: Path) -> tuple[dict[str, Any], dict[str, float]]:
+    """A run's checkpoint and the last line of its loss log (rounded, without step, rate and time)."""
     import torch
 
     state = torch.load(run_dir / "ckpt.pt", map_location="cpu", weights_only=False)
     lines = (run_dir / "losses.jsonl").read_text(encoding="utf-8").splitlines()
     last = json.loads(lines[-1]) if lines else {}
+    return state, {k: round(v, 4) for k, v in last.items() if k not in ("step", "lr", "seconds")}
+
+
+def _hybrid_summary(run_dir: Path) -> dict[str, Any]:
+    """What the shipped manifest records of a hybrid run: its steps, settings, student shape and last loss."""
+    state, losses = _checkpoint_and_losses(run_dir)
+    return {"kind": "hybrid (the teacher's text encoder, the student's durations and decoder)",
+            **state["config"], "steps": int(state["step"]), "model": state["student_config"],
+            "final_losses": losses, "sharpen": hybrid_acoustic.SHARPEN, "reproduce": "make distill-hybrid"}
+
+
+def _run_summary(run_dir: Path) -> dict[str, Any]:
+    state, losses = _checkpoint_and_losses(run_dir)
     cfg = state["config"]
     return {
         "steps": int(state["step"]), "seconds": round(float(state["seconds"]), 1), "hardware": state.get("hardware"),
         "utterances": state.get("utterances"), "seed": cfg["seed"], "batch": cfg["batch"], "lr": cfg["lr"],
         "lr_phases": cfg.get("phases") or [{"until": cfg["steps"], "lr": cfg["lr"]}],
-        "model": cfg["model"], "final_losses": {k: round(v, 4) for k, v in last.items() if k not in ("step", "lr", "seconds")},
+        "model": cfg["model"], "final_losses": losses,
         **({"adversarial": cfg.get("gan", {})} if cfg.get("adversarial") else {}),
         **({"aligned_fraction": cfg["aligned_fraction"], "aligned_acoustic": cfg.get("aligned_acoustic")}
            if cfg.get("aligned_fraction") else {}),
@@ -149,7 +163,7 @@ def ship(vocoder_run: Path, acoustic_run: Path, teacher: Path, corpus_size: int,
         "reproduce": reproduce,
         "machine": f"{platform.machine()} CPU, {platform.system()} {platform.release()}",
         "vocoder": _run_summary(vocoder_run),
-        "acoustic": hybrid_acoustic.run_summary(acoustic_run) if hybrid else _run_summary(acoustic_run),
+        "acoustic": _hybrid_summary(acoustic_run) if hybrid else _run_summary(acoustic_run),
         **({"variance": comp.to_json()} if comp else {}),
         **({"weights_stored": f"{stored} matrices as INT8, one scale per output channel"} if stored else {}),
         "gate": asdict(gate),
