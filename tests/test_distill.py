@@ -489,24 +489,22 @@ def test_parked_students_have_the_teacher_interface_and_stream_seamlessly() -> N
 
 @pytest.mark.slow
 def test_evaluate_takes_latents_from_an_acoustic_checkpoint(tmp_path: Path) -> None:
-    """`evaluate --latents CKPT`: the shipped acoustic student's checkpoint gives the shipped ONNX model's latents
-    (up to its float16-stored weights; its global-variance compensation taken out), and a teacher-forced distance
-    to the teacher's latents."""
+    """`evaluate --latents CKPT`: an acoustic checkpoint's latents are those of the same student exported to ONNX
+    and run as the daemon runs it (up to the export's float16-stored weights), and a teacher-forced distance to the
+    teacher's latents comes with them."""
     from jetvox.engines.onnxrt import ort_session
     from jetvox.device.synthesis.feeds import acoustic_feeds
+    from jetvox.provisioning.distill.aligned import load_acoustic
     from jetvox.provisioning.distill.evaluate import checkpoint_latents
-    from jetvox.provisioning.distill.variance import remove
+    from jetvox.provisioning.distill.export import export
     from tests.voicefix import provisioned_state_dir
 
     state = provisioned_state_dir()
     ids = [[1, 0, 20, 0, 59, 0, 24, 0, 27, 0, 2], [1, 0, 30, 0, 40, 0, 50, 0, 2]]
     latents, l1 = checkpoint_latents(RESULTS / "acoustic-ckpt.pt", state, ids)
-    trained = tmp_path / "acoustic.onnx"
-    shutil.copyfile(state / "voices" / "joe-fast" / "acoustic.onnx", trained)
-    remove(trained)
-    shipped = ort_session(trained)
+    exported = ort_session(export(load_acoustic(RESULTS / "acoustic-ckpt.pt")[0], "acoustic", tmp_path / "a.onnx"))
     for sentence, z in zip(ids, latents):
-        np.testing.assert_allclose(z, shipped.run(["z"], acoustic_feeds(sentence, (0.0, 1.0, 0.0)))[0], atol=0.05)
+        np.testing.assert_allclose(z, exported.run(["z"], acoustic_feeds(sentence, (0.0, 1.0, 0.0)))[0], atol=0.05)
     assert 0.0 < l1 < 2.0
 
 

@@ -18,6 +18,7 @@ from jetvox.engines.onnxrt import ort_session  # noqa: E402
 from jetvox.provisioning.distill import hybrid  # noqa: E402
 from jetvox.provisioning.distill.interface import InterfaceError  # noqa: E402
 from jetvox.provisioning.distill.models import LATENT, AcousticConfig, StudentAcoustic  # noqa: E402
+from onnxruntime.quantization.quant_utils import get_opset_version  # noqa: E402
 
 IDS = [1, 0, 20, 0, 31, 0, 45, 0, 3, 0, 59, 0, 27, 0, 2]
 TINY = AcousticConfig(dim=16, enc_layers=1, dec_dilations=(1, 2))
@@ -67,6 +68,9 @@ def test_the_grafted_model_equals_encoder_then_torch_head(teacher: Path, tmp_pat
         zt, dt = model(*(torch.from_numpy(feeds[k]) for k in ("input", "input_lengths", "scales")), torch.from_numpy(mp))
     np.testing.assert_array_equal(dur, dt.numpy())
     assert z.shape == zt.shape and np.abs(z - zt.numpy()).max() < 2e-2 * np.abs(zt.numpy()).max()
+    # one opset per domain: ONNX Runtime's quantiser (the INT8 step of `jetvox provision`) refuses two
+    assert [o.domain for o in onnx.load(str(path)).opset_import] == [""]
+    get_opset_version(onnx.load(str(path)))
 
 
 def test_teacher_forced_training_matches_inference() -> None:

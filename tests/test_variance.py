@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 pytest.importorskip("torch", reason="the distillation extra (pip install .[train]) is not installed")
@@ -14,6 +15,7 @@ pytest.importorskip("torch", reason="the distillation extra (pip install .[train
 from jetvox.engines.onnxrt import ort_session  # noqa: E402
 from jetvox.provisioning.distill.interface import InterfaceError  # noqa: E402
 from jetvox.provisioning.distill.gate import DEFAULT_SCALES as SCALES  # noqa: E402
+from jetvox.provisioning.distill.hybrid import SHARP_NAME  # noqa: E402
 from jetvox.provisioning.distill.variance import Compensation, apply, fit, main, read, remove  # noqa: E402
 from jetvox.provisioning.int8.calibration import latent  # noqa: E402
 
@@ -33,17 +35,27 @@ def _uncompensated(tmp_path: Path) -> Path:
     return path
 
 
-def test_the_shipped_student_is_compensated_and_remove_undoes_it(tmp_path: Path) -> None:
-    """The shipped acoustic model is the trained one plus the compensation in voice.json's record."""
+def test_the_shipped_acoustic_model_is_compensated_and_remove_undoes_it(tmp_path: Path) -> None:
+    """The shipped acoustic model is the trained one plus the compensation in voice.json's record; `remove` takes
+    that out and leaves what follows it (the hybrid's sharpening) in place."""
     feeds = {"input": np.array([IDS]), "input_lengths": np.array([len(IDS)]), "scales": np.array(SCALES, np.float32)}
     shipped = ort_session(SHIPPED / "acoustic.onnx").run(None, feeds)
     trained = ort_session(_uncompensated(tmp_path)).run(None, feeds)
     record = _voice()["jetvox"]["training"]["variance"]
-    assert record["sentences"] == 150 and record["scale_min"] >= 1.0  # the student's latents were the flatter
+    scale, shift = read(SHIPPED / "acoustic.onnx")
+    assert record["sentences"] == 150 and record["scale_min"] == pytest.approx(float(scale.min()), abs=1e-4)
+    assert record["scale_mean"] == pytest.approx(float(scale.mean()), abs=1e-4)
     assert not np.allclose(shipped[0], trained[0], atol=1e-3)
+    # the sharpening (x + a * (x - its 5-frame mean)) is linear per channel and keeps a constant, so it commutes
+    # with the compensation: either way the shipped latents are the trained ones scaled and shifted
+    np.testing.assert_allclose(shipped[0], trained[0] * scale[None, :, None] + shift[None, :, None], rtol=1e-4,
+                               atol=1e-4)
     np.testing.assert_array_equal(shipped[1], trained[1])  # durations untouched
     with pytest.raises(InterfaceError, match="no global-variance compensation"):
         remove(tmp_path / "acoustic.onnx")
+    graph = onnx.load(str(tmp_path / "acoustic.onnx")).graph
+    sharpened = any(i.name == SHARP_NAME for i in graph.initializer)
+    assert sharpened == ("sharpen" in _voice()["jetvox"]["training"]["acoustic"])  # kept where it was shipped
 
 
 def test_the_compensation_scales_each_channel_and_keeps_durations(tmp_path: Path) -> None:

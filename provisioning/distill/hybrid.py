@@ -307,6 +307,11 @@ def graft(encoder: onnx.ModelProto, head: onnx.ModelProto) -> onnx.ModelProto:
     enc.ir_version = head.ir_version
     enc = compose.add_prefix(enc, "tenc/")
     merged = compose.merge_models(enc, head, io_map=[(f"tenc/{MP}", MP)])
+    # merge_models checks that both import the same opsets but keeps both lists: one entry per domain, as
+    # ONNX Runtime's quantiser requires ("Failed to find proper ai.onnx domain" otherwise)
+    opsets = {o.domain: o.version for o in merged.opset_import}
+    del merged.opset_import[:]
+    merged.opset_import.extend(helper.make_opsetid(domain, version) for domain, version in opsets.items())
     shared = {f"tenc/{name}": name for name in ENCODER_INPUTS}
     for node in merged.graph.node:
         node.input[:] = [shared.get(i, i) for i in node.input]

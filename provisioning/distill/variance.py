@@ -143,18 +143,20 @@ def digest(comp: tuple[np.ndarray, np.ndarray]) -> str:
 
 
 def remove(path: Path) -> None:
-    """Take ``apply``'s nodes out of the acoustic model at ``path`` again (in place, atomically): the student as trained."""
+    """Take ``apply``'s nodes out of the acoustic model at ``path`` again (in place, atomically): the model as trained,
+    with whatever was appended after the compensation (the hybrid's sharpening) now fed by it directly."""
     model = onnx.load(str(path))
     graph = model.graph
     ours = [n for n in graph.node if FLAT in n.input or SCALED in n.input]
     if len(ours) != 2 or not any(i.name == SCALE_NAME for i in graph.initializer):
         raise InterfaceError(f"{path.name} has no global-variance compensation")
+    output = next(n for n in ours if SCALED in n.input).output[0]  # "z", or what a later step renamed it to
     for node in ours:
         graph.node.remove(node)
     for init in [i for i in graph.initializer if i.name in (SCALE_NAME, SHIFT_NAME)]:
         graph.initializer.remove(init)
     producer = next(n for n in graph.node if FLAT in n.output)
-    producer.output[list(producer.output).index(FLAT)] = "z"
+    producer.output[list(producer.output).index(FLAT)] = output
     save_checked(model, path)
 
 
