@@ -255,17 +255,22 @@ distill-3x: train-deps
 	$(GPU_TRAIN) --out $(X3_RUN) --steps $(X3_STEPS) --start-from $(W3_RUN)/ckpt.pt --phase-lr 1e-4 --batch $(X3_BATCH) \
 	  --add-resolution 256:64 --disc-warmup 300
 
-# Stage 3v: 3x's average (82,897, the shipped vocoder) on pairs whose latents carry the shipped acoustic student's
-# global-variance compensation (`train --pairs-variance`, variance.py), as the vocoder gets them in use since the
+# Stage 3v: 3x's average (82,897, the shipped vocoder) on pairs whose latents carry the acoustic student's
+# global-variance compensation (`train --pairs-variance`, variance.py), as the vocoder got them in use from the
 # twenty-eighth session: the target is the teacher decoder's audio of the compensated latents. 3w's utterances and
-# settings; new phase peak 1e-4.
+# settings; new phase peak 1e-4. The compensation is the one in the student acoustic model joe-fast shipped until the
+# thirty-eighth session (the run records its digest): taken from git, since joe-fast's acoustic model is the hybrid now.
 V3_RUN ?= provisioning/distill/results/vocoder-3v
 V3_STEPS ?= 86400
 V3_BATCH ?= 16
+V3_VARIANCE ?= $(STATE)/distill/student-acoustic-e6c74ac.onnx
+$(V3_VARIANCE):
+	mkdir -p $(dir $@)
+	git show e6c74ac:device/voice/shipped/joe-fast/acoustic.onnx > $@.tmp && mv $@.tmp $@
 distill-3v: TRAIN_MINUTES = 80
-distill-3v: train-deps
+distill-3v: train-deps $(V3_VARIANCE)
 	$(GPU_TRAIN) --out $(V3_RUN) --steps $(V3_STEPS) --start-from $(X3_RUN)/ckpt.pt --phase-lr 1e-4 --batch $(V3_BATCH) \
-	  --pairs-variance device/voice/shipped/joe-fast/acoustic.onnx
+	  --pairs-variance $(V3_VARIANCE)
 
 # The hybrid acoustic student (issue 10, thirty-fifth session; `hybrid.py`): the teacher's own text encoder (its prior
 # means m_p) through a 1x1 projection into the shipped student's decoder, which is fine-tuned on the teacher's
@@ -301,7 +306,8 @@ distill-3h: distill-hybrid
 	  --out $(H3_RUN) --steps $(H3_STEPS) --start-from $(X3_RUN)/ckpt.pt --phase-lr 1e-4 --batch $(H3_BATCH)
 
 # The hybrid through stage 3h's vocoder, both INT8-stored, gated (`ship --hybrid-run`); SHIP_OUT=DIR writes the
-# models and their record there as a trial instead of shipping them as joe-fast when they pass.
+# models and their record there as a trial instead of shipping them as joe-fast when they pass. The thirty-eighth
+# session shipped joe-fast this way (at 3h's 92,773).
 SHIP_OUT ?=
 ship-3h: setup
 	$(PY) -m pip install -q $(TRAIN_DEPS)

@@ -358,7 +358,8 @@ def export(model: HybridAcoustic, teacher_acoustic: Path, path: Path) -> Path:
 
 
 STUDENT = Path(__file__).resolve().parent / "results" / "acoustic-ckpt.pt"
-"""The shipped acoustic student's checkpoint: where a new hybrid run starts its duration predictor and decoder."""
+"""The acoustic student's checkpoint (joe-fast's acoustic model until the thirty-eighth session): where a new hybrid
+run starts its duration predictor and decoder."""
 SHARPEN = 1.6
 """The default ``sharpen`` amount (thirty-fourth session: best of 1, 1.3, 1.6 and 2 through the teacher's vocoder)."""
 

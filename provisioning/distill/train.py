@@ -1013,7 +1013,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="the acoustic student's checkpoint that makes those latents (with --aligned-fraction)")
     ap.add_argument("--aligned-variance", type=Path, default=None, metavar="ONNX",
                     help="with --aligned-fraction: apply the global-variance compensation of this acoustic model (the "
-                         "shipped student's acoustic.onnx) to the aligned latents, as the vocoder gets them in use")
+                         "student's acoustic.onnx that joe-fast shipped until the thirty-eighth session) to the "
+                         "aligned latents, as the vocoder gets them in use")
     ap.add_argument("--phase-lr", type=float, default=None, metavar="LR",
                     help="with --resume: a new learning-rate phase from the checkpoint's step to --steps, peak LR")
     ap.add_argument("--ema", type=float, default=None, metavar="DECAY",
