@@ -3,7 +3,7 @@
     python -m jetvox.provisioning.distill.evaluate provisioning/distill/results/vocoder-gan
 
 Latents come from an acoustic model at noise 0 on the 26 benchmark sentences (with ``--held-out``, on the gate's
-126, which begin with them): ``joe-fast``'s (the student's,
+126, which begin with them): ``joe-fast``'s (the shipped voice's acoustic model,
 what the vocoder gets in use; the default) or, with ``--latents en_US-joe-medium``, the teacher's (to tell a
 vocoder's own shortfall from its inputs'), or with ``--latents PATH`` an acoustic student's checkpoint (a
 ``train --what acoustic`` run's ``ckpt.pt``), whose teacher-forced distance to the teacher's latents on these
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("run", type=Path, help="a vocoder run directory holding ckpt.pt")
     ap.add_argument("--latents", default=STUDENT, metavar=f"{{{STUDENT},{TEACHER},CKPT}}",
                     help="whose acoustic model makes the latents: a voice, or an acoustic checkpoint's path "
-                         "(default: the shipped student's)")
+                         "(default: the shipped joe-fast's)")
     ap.add_argument("--last", action="store_true",
                     help="score the last step's weights even where the run keeps their moving average")
     ap.add_argument("--splice", action="store_true",
