@@ -289,7 +289,6 @@ def test_sigterm_ends_a_run_with_a_checkpoint_at_the_step_under_way(tmp_path: Pa
 
 def test_a_resumed_run_checkpoints_as_often_as_this_command_says(tiny_runs: dict[str, Path], tmp_path: Path) -> None:
     """`--ckpt-every` (like `--threads`) is the command's, not the run's: a resume used to keep the first run's."""
-    import shutil
 
     run = tmp_path / "run"
     shutil.copytree(tiny_runs["vocoder"], run)
@@ -581,7 +580,6 @@ def test_every_gate_run_is_appended_to_the_history_and_the_old_ones_kept(tmp_pat
 
 def test_a_tiny_adversarial_run_trains_both_sides_and_resumes(tiny_runs: dict[str, Path], tmp_path: Path) -> None:
     """Issue 10: from a spectral-loss checkpoint, a few steps against the discriminators (reproducible, resumable)."""
-    import shutil
 
     from jetvox.provisioning.distill.adversarial import GanConfig
 
@@ -604,7 +602,6 @@ def test_a_tiny_adversarial_run_trains_both_sides_and_resumes(tiny_runs: dict[st
 
 def test_gan_set_changes_loss_weights_from_a_step_and_records_it(tiny_runs: dict[str, Path], tmp_path: Path) -> None:
     """`--gan-set complex_weight=0` on resume: the new weights train from there and the run says when they changed."""
-    import shutil
 
     from jetvox.provisioning.distill.adversarial import AdversarialStep, GanConfig, gan_config
 
@@ -629,7 +626,6 @@ def test_gan_set_changes_loss_weights_from_a_step_and_records_it(tiny_runs: dict
 def _small_adversarial_run(tiny_runs: dict[str, Path], tmp_path: Path) -> tuple[Path, Path, dict, int, dict]:
     """A copy of the tiny vocoder run made adversarial with small discriminators and trained one step: (run dir,
     its cache, the GanConfig as a dict, the step before, the checkpoint after)."""
-    import shutil
 
     from jetvox.provisioning.distill.adversarial import GanConfig
 
@@ -645,7 +641,6 @@ def _small_adversarial_run(tiny_runs: dict[str, Path], tmp_path: Path) -> tuple[
 def test_wider_discriminators_start_afresh_and_train_alone_first(tiny_runs: dict[str, Path], tmp_path: Path) -> None:
     """`--disc-width N`: the discriminators restart N times as wide, only they train for the warmup steps (the
     generator and its average are held), then both; recorded once, resumable mid-warmup."""
-    import shutil
 
     run, cache, small, before, start = _small_adversarial_run(tiny_runs, tmp_path)
     summary = train(TrainConfig(what="vocoder", steps=before + 2), cache, run, resume=True, ema=0.5, disc=(2, 2))
@@ -698,7 +693,6 @@ def test_an_added_resolution_discriminator_starts_afresh_beside_the_trained_ones
 
 def test_widening_the_vocoder_keeps_its_audio_and_trains_on(tiny_runs: dict[str, Path], tmp_path: Path) -> None:
     """`--widen-mult`: Net2Net-style wider MLPs compute the same audio at first; the optimiser carries over."""
-    import shutil
 
     from jetvox.provisioning.distill.train import widen
 
@@ -726,7 +720,6 @@ def test_widening_the_vocoder_keeps_its_audio_and_trains_on(tiny_runs: dict[str,
 
 def test_deepening_the_vocoder_keeps_its_audio_and_trains_on(tiny_runs: dict[str, Path], tmp_path: Path) -> None:
     """`--deepen`: a tail block that starts silent computes the same audio; the old moments carry over."""
-    import shutil
 
     from jetvox.provisioning.distill.train import deepen
 
@@ -764,7 +757,6 @@ def test_the_weights_average_follows_training_and_is_what_gets_exported(tiny_run
                                                                           tmp_path: Path) -> None:
     """`--ema`: the average starts at the resumed weights, moves by (1 - decay) per step, is recorded once, is
     exported by default, and is dropped (restarted) when the model is deepened."""
-    import shutil
 
     from jetvox.provisioning.distill.export import load_student
 
@@ -800,7 +792,6 @@ def test_the_weights_average_follows_training_and_is_what_gets_exported(tiny_run
 
 def test_a_recipe_stage_stops_at_its_step_and_the_next_waits_for_it(tiny_runs: dict[str, Path], tmp_path: Path) -> None:
     """`--stop-at` ends a stage at its step (schedule unchanged); `--from-step` skips a stage not yet reached."""
-    import shutil
 
     from jetvox.provisioning.distill.train import checkpoint_step, main
 
@@ -881,7 +872,6 @@ def test_aligned_latents_are_the_acoustic_students_teacher_forced_output(tiny_ru
 
 def test_a_vocoder_trains_on_aligned_latents_and_the_run_records_it(tiny_runs: dict[str, Path], tmp_path: Path) -> None:
     """`--aligned-fraction 1`: every segment's input is the acoustic student's latent, its target the teacher audio."""
-    import shutil
 
     from jetvox.provisioning.distill.aligned import load_acoustic
     from jetvox.provisioning.distill.train import VocoderData
@@ -1014,7 +1004,6 @@ def test_a_run_started_from_another_takes_its_average_and_leaves_it_be(tiny_runs
     """`train --start-from CKPT --resume`: a new run directory begins from the checkpoint's averaged weights, config
     and step, with a fresh optimiser; the source run is not touched, and a run that has its own checkpoint ignores
     the flag."""
-    import shutil
 
     from jetvox.provisioning.distill.train import main
 
@@ -1071,7 +1060,6 @@ def test_a_split_head_makes_the_same_tone_and_a_run_takes_it_on(tiny_runs: dict[
     """`train --subframes N`: the head's spectra become N shorter ones per latent frame (``models.split_head``); a
     sinusoid the old head made at a frequency both windows share comes out the same, and the run records it."""
     import math
-    import shutil
 
     from jetvox.provisioning.distill.models import split_head
 

@@ -69,8 +69,9 @@ def test_the_grafted_model_equals_encoder_then_torch_head(teacher: Path, tmp_pat
     np.testing.assert_array_equal(dur, dt.numpy())
     assert z.shape == zt.shape and np.abs(z - zt.numpy()).max() < 2e-2 * np.abs(zt.numpy()).max()
     # one opset per domain: ONNX Runtime's quantiser (the INT8 step of `jetvox provision`) refuses two
-    assert [o.domain for o in onnx.load(str(path)).opset_import] == [""]
-    get_opset_version(onnx.load(str(path)))
+    exported = onnx.load(str(path))
+    assert [o.domain for o in exported.opset_import] == [""]
+    get_opset_version(exported)
 
 
 def test_teacher_forced_training_matches_inference() -> None:
