@@ -298,6 +298,22 @@ def test_a_resumed_run_checkpoints_as_often_as_this_command_says(tiny_runs: dict
     assert torch.load(run / "ckpt.pt", weights_only=False)["config"]["ckpt_every"] == cfg.ckpt_every
 
 
+def test_a_recipe_run_again_at_its_target_trains_nothing_and_keeps_its_summary(tiny_runs: dict[str, Path],
+                                                                              tmp_path: Path) -> None:
+    """`make distill-3h` at H3_STEPS: the run is left as it is (checkpoint and summary), not rewritten empty."""
+    from jetvox.provisioning.distill.train import main
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_runs["vocoder"], run)
+    (run / "summary.json").write_text('{"losses": {"mel": 0.25}}')
+    before = (run / "ckpt.pt").read_bytes()
+    step = torch.load(run / "ckpt.pt", weights_only=False)["step"]
+    main(["--what", "vocoder", "--resume", "--steps", str(step), "--out", str(run), "--threads", "1",
+          "--cache", str(tiny_runs["vocoder"].parent / "cache")])
+    assert json.loads((run / "summary.json").read_text()) == {"losses": {"mel": 0.25}}
+    assert (run / "ckpt.pt").read_bytes() == before
+
+
 def test_training_reads_several_caches_in_order(tiny_runs: dict[str, Path], tmp_path: Path) -> None:
     """`--cache A --cache B`: a run draws from every utterance of both (the wide-vocabulary cache beside the main)."""
     from jetvox.provisioning.distill.train import main
