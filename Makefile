@@ -291,8 +291,9 @@ distill-hybrid: train-deps
 # teacher decoder's audio of them, for 5,000 utterances of the hybrid's data (`hybrid pack`); 3w's settings, new
 # phase peak 1e-4, resumable in stages of TRAIN_MINUTES. The thirty-fifth session ran it to 85,012, the thirty-sixth
 # to 88,913 in a phase to 89,000, the thirty-seventh to 92,773 in a new one to 93,000 (shipped in joe-fast by the
-# thirty-eighth), the thirty-eighth to 94,754 in a new one to 97,000 (committed slim; resuming keeps that phase's
-# cosine; a higher H3_STEPS opens another).
+# thirty-eighth), the thirty-eighth to 94,754 in a new one to 97,000, the thirty-ninth to its end (97,000,
+# committed slim; no measurable gain over 92,773, docs/naturalness.md). At H3_STEPS the target is reached and the
+# recipe trains nothing; a higher H3_STEPS opens another phase.
 H3_RUN ?= provisioning/distill/results/vocoder-3h
 H3_STEPS ?= 97000
 H3_BATCH ?= 16
