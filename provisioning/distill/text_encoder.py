@@ -1,0 +1,156 @@
+"""The teacher's text encoder in torch (VITS's relative-position transformer), read from its ONNX graph."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+import torch
+import torch.nn.functional as F
+from onnx import numpy_helper
+from torch import nn
+
+from jetvox.provisioning.distill.interface import InterfaceError
+
+PREFIX = "enc_p."
+"""Where Piper's export keeps the text encoder's weights (``enc_p.encoder.attn_layers.0.conv_q.weight``, ...)."""
+
+
+@dataclass(frozen=True)
+class TextEncoderConfig:
+    """A VITS text encoder's shape, as read from its weights."""
+
+    vocab: int
+    """Phoneme ids the embedding holds."""
+    hidden: int
+    """Channels per phoneme."""
+    filters: tuple[int, ...]
+    """Hidden channels of each layer's feed-forward block (one per layer)."""
+    out: int
+    """Channels of the prior mean (the projection gives twice as many: means and log-scales)."""
+    heads: int = 2
+    """Attention heads."""
+    window: int = 4
+    """Relative positions each side that have their own embedding."""
+    kernel: int = 3
+    """Kernel of the feed-forward convolutions."""
+
+
+class RelativeAttention(nn.Module):
+    """Multi-head self-attention with relative-position embeddings for keys and values, shared by the heads."""
+
+    def __init__(self, channels: int, heads: int, window: int) -> None:
+        super().__init__()
+        self.heads, self.window, self.k = heads, window, channels // heads
+        self.conv_q, self.conv_k, self.conv_v, self.conv_o = (nn.Conv1d(channels, channels, 1) for _ in range(4))
+        self.emb_rel_k = nn.Parameter(torch.zeros(1, 2 * window + 1, self.k))
+        self.emb_rel_v = nn.Parameter(torch.zeros(1, 2 * window + 1, self.k))
+
+    def _relative(self, emb: torch.Tensor, length: int) -> torch.Tensor:
+        """The embeddings of offsets -(length-1)..length-1, [1, 2*length-1, k] (zero beyond the window)."""
+        pad = max(length - (self.window + 1), 0)
+        start = max(self.window + 1 - length, 0)
+        return F.pad(emb, (0, 0, pad, pad))[:, start:start + 2 * length - 1]
+
+    @staticmethod
+    def _to_absolute(x: torch.Tensor) -> torch.Tensor:
+        """[B, H, L, 2L-1] indexed by relative offset -> [B, H, L, L] indexed by key position."""
+        b, h, n, _ = x.shape
+        flat = F.pad(F.pad(x, (0, 1)).reshape(b, h, 2 * n * n), (0, n - 1))
+        return flat.reshape(b, h, n + 1, 2 * n - 1)[:, :, :n, n - 1:]
+
+    @staticmethod
+    def _to_relative(x: torch.Tensor) -> torch.Tensor:
+        """[B, H, L, L] indexed by key position -> [B, H, L, 2L-1] indexed by relative offset."""
+        b, h, n, _ = x.shape
+        flat = F.pad(F.pad(x, (0, n - 1)).reshape(b, h, n * (2 * n - 1)), (n, 0))
+        return flat.reshape(b, h, n, 2 * n)[:, :, :, 1:]
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
+        b, c, n = x.shape
+        q, k, v = (conv(x).reshape(b, self.heads, self.k, n).transpose(2, 3)
+                   for conv in (self.conv_q, self.conv_k, self.conv_v))
+        q = q / math.sqrt(self.k)
+        scores = q @ k.transpose(-2, -1)
+        scores = scores + self._to_absolute(q @ self._relative(self.emb_rel_k, n).unsqueeze(0).transpose(-2, -1))
+        p = torch.softmax(scores.masked_fill(attn_mask == 0, -1e4), dim=-1)
+        out = p @ v + self._to_relative(p) @ self._relative(self.emb_rel_v, n).unsqueeze(0)
+        return self.conv_o(out.transpose(2, 3).reshape(b, c, n))
+
+
+class ChannelNorm(nn.Module):
+    """Layer normalisation over the channels of [B, C, T]."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.gamma, self.beta = nn.Parameter(torch.ones(channels)), nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x.transpose(1, -1), (x.shape[1],), self.gamma, self.beta, 1e-5).transpose(1, -1)
+
+
+class FeedForward(nn.Module):
+    """Two 'same'-padded convolutions with a ReLU between, masked before each."""
+
+    def __init__(self, channels: int, filters: int, kernel: int) -> None:
+        super().__init__()
+        self.pad = ((kernel - 1) // 2, kernel // 2)
+        self.conv_1, self.conv_2 = nn.Conv1d(channels, filters, kernel), nn.Conv1d(filters, channels, kernel)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.conv_1(F.pad(x * mask, self.pad)))
+        return self.conv_2(F.pad(x * mask, self.pad)) * mask
+
+
+class TextEncoder(nn.Module):
+    """Phoneme ids to the prior mean ``m_p`` [B, out, P], as the teacher's ``enc_p`` computes it."""
+
+    def __init__(self, cfg: TextEncoderConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.emb = nn.Embedding(cfg.vocab, cfg.hidden)
+        self.attn_layers = nn.ModuleList(RelativeAttention(cfg.hidden, cfg.heads, cfg.window) for _ in cfg.filters)
+        self.norm_layers_1 = nn.ModuleList(ChannelNorm(cfg.hidden) for _ in cfg.filters)
+        self.ffn_layers = nn.ModuleList(FeedForward(cfg.hidden, f, cfg.kernel) for f in cfg.filters)
+        self.norm_layers_2 = nn.ModuleList(ChannelNorm(cfg.hidden) for _ in cfg.filters)
+        self.proj = nn.Conv1d(cfg.hidden, 2 * cfg.out, 1)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        mask = (torch.arange(ids.shape[1])[None, :] < lengths[:, None]).to(torch.float32)[:, None, :]
+        x = (self.emb(ids) * math.sqrt(self.cfg.hidden)).transpose(1, -1) * mask
+        attn_mask = mask.unsqueeze(2) * mask.unsqueeze(-1)
+        for attn, norm_1, ffn, norm_2 in zip(self.attn_layers, self.norm_layers_1, self.ffn_layers,
+                                             self.norm_layers_2):
+            x = norm_1(x + attn(x, attn_mask))
+            x = norm_2(x + ffn(x, mask))
+        return (self.proj(x * mask) * mask)[:, :self.cfg.out]
+
+
+def from_onnx(model: onnx.ModelProto) -> TextEncoder:
+    """The text encoder of a Piper VITS acoustic model (or of ``hybrid.text_encoder``'s cut of one), its weights
+    copied from the graph's initializers; the embedding is the table the ``input`` ids index."""
+    weights = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    lookup = next((n for n in model.graph.node if n.op_type == "Gather" and n.input[1] == "input"), None)
+    if lookup is None or lookup.input[0] not in weights:
+        raise InterfaceError("no embedding table indexed by the input ids: not a VITS text encoder")
+    layers = sorted({int(k.split(".")[3]) for k in weights if k.startswith(f"{PREFIX}encoder.ffn_layers.")})
+    if not layers:
+        raise InterfaceError(f"no {PREFIX}encoder.ffn_layers.* weights: not a VITS text encoder")
+    table = weights[lookup.input[0]]
+    filters = tuple(int(weights[f"{PREFIX}encoder.ffn_layers.{i}.conv_1.weight"].shape[0]) for i in layers)
+    window = (weights[f"{PREFIX}encoder.attn_layers.0.emb_rel_k"].shape[1] - 1) // 2
+    cfg = TextEncoderConfig(vocab=table.shape[0], hidden=table.shape[1], filters=filters,
+                            out=weights[f"{PREFIX}proj.weight"].shape[0] // 2, window=window,
+                            kernel=weights[f"{PREFIX}encoder.ffn_layers.0.conv_1.weight"].shape[2])
+    encoder = TextEncoder(cfg)
+    state = {"emb.weight": table}
+    for name in encoder.state_dict():
+        if name != "emb.weight":
+            key = PREFIX + ("" if name.startswith("proj.") else "encoder.") + name
+            if key not in weights:
+                raise InterfaceError(f"the text encoder's weight {key} is missing from the graph")
+            state[name] = weights[key]
+    encoder.load_state_dict({k: torch.from_numpy(np.array(v, dtype=np.float32)) for k, v in state.items()})
+    return encoder.eval()
