@@ -1149,12 +1149,6 @@ def main(argv: list[str] | None = None) -> None:
     if args.stop_at is not None and reached >= args.stop_at:
         log.info("%s is at step %d, past this stage's end (%d): nothing to do", out, reached, args.stop_at)
         return
-    if args.resume and reached >= args.steps:
-        # before the pairs are read (a gigabyte) and without rewriting the run's summary: a recipe run again at its
-        # target used to replace the summary's last losses with none
-        log.info("%s is at step %d, at or past --steps %d: nothing to train; a higher --steps goes on", out, reached,
-                 args.steps)
-        return
     aligned = (args.aligned_fraction, args.aligned_acoustic) if args.aligned_fraction is not None else None
     teacher_vocoder = args.teacher_vocoder or teacher_data.teacher_dir(default_state_dir()) / "vocoder.onnx"
     pairs = (PairSource(args.pairs[0], args.pairs[1], teacher_vocoder, args.pairs_variance)
@@ -1171,6 +1165,12 @@ def main(argv: list[str] | None = None) -> None:
                         aligned_variance=args.aligned_variance)
     except (FileNotFoundError, ValueError) as exc:
         raise SystemExit(f"train: {exc}") from None
+    if args.resume and summary["steps"] == reached and (out / "summary.json").is_file():
+        # a recipe run again at its target: the summary of the steps that were trained stays (it used to be
+        # replaced by one with no losses)
+        log.info("%s was at step %d already (--steps %d): nothing trained; its summary is kept", out, reached,
+                 args.steps)
+        return
     (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     log.info("done: %s", summary)
 
