@@ -1,9 +1,11 @@
-"""The teacher's text encoder in torch (VITS's relative-position transformer), read from its ONNX graph."""
+"""The teacher's text encoder in torch (VITS's relative-position transformer), read from its ONNX graph, and narrowed."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Any, Sequence
 
 import numpy as np
 import onnx
@@ -154,3 +156,68 @@ def from_onnx(model: onnx.ModelProto) -> TextEncoder:
             state[name] = weights[key]
     encoder.load_state_dict({k: torch.from_numpy(np.array(v, dtype=np.float32)) for k, v in state.items()})
     return encoder.eval()
+
+
+@torch.no_grad()
+def shrink(teacher: TextEncoder, filters: int, ids: Sequence[np.ndarray], ridge: float = 1e-3
+           ) -> tuple[TextEncoder, list[float]]:
+    """A copy of ``teacher`` whose feed-forward blocks keep ``filters`` hidden channels each, made layer by layer on
+    the sentences ``ids``: the channels whose activations carry the most energy into the block's output, then the
+    output convolution refitted by least squares to what the teacher's block adds to its residual stream (less the
+    error the copy has before it). Returns the copy and each layer's mean absolute residual."""
+    small = TextEncoder(dataclasses.replace(teacher.cfg, filters=(filters,) * len(teacher.cfg.filters)))
+    small.load_state_dict({k: v for k, v in teacher.state_dict().items() if "ffn_layers" not in k}, strict=False)
+    residuals = []
+    for i in range(len(teacher.cfg.filters)):
+        full, ffn = _ffn(teacher, i), _ffn(small, i)
+        inputs, targets = [], []
+        for x in ids:
+            t_in, t_out = _block_io(teacher, x, i)
+            s_in = _block_io(small, x, i, stop_before_ffn=True)
+            inputs.append(s_in)
+            targets.append((t_in + t_out - s_in)[0].T)
+        hidden = [torch.relu(full.conv_1(F.pad(s, full.pad)))[0] for s in inputs]  # [teacher's filters, P] each
+        energy = torch.cat(hidden, 1).pow(2).mean(1) * full.conv_2.weight.pow(2).sum((0, 2))
+        keep = torch.argsort(energy, descending=True)[:filters].sort().values
+        feats = []
+        for h in hidden:
+            taps = F.pad(h[keep], full.pad)
+            feats.append(torch.cat([taps[:, j:j + h.shape[1]] for j in range(teacher.cfg.kernel)]
+                                   + [torch.ones(1, h.shape[1])]).T)
+        f, y = torch.cat(feats).double(), torch.cat(targets).double()
+        a = f.T @ f
+        a += ridge * torch.trace(a) / a.shape[0] * torch.eye(a.shape[0], dtype=a.dtype)
+        sol = torch.linalg.solve(a, f.T @ y).float()  # [kernel * filters + 1, hidden]
+        bias_in, small_in, small_out = full.conv_1.bias, ffn.conv_1.bias, ffn.conv_2.bias
+        assert bias_in is not None and small_in is not None and small_out is not None  # nn.Conv1d made with bias
+        ffn.conv_1.weight.copy_(full.conv_1.weight[keep])
+        small_in.copy_(bias_in[keep])
+        ffn.conv_2.weight.copy_(torch.stack([sol[j * filters:(j + 1) * filters].T
+                                             for j in range(teacher.cfg.kernel)], 2))
+        small_out.copy_(sol[-1])
+        residuals.append(float((f.float() @ sol - y.float()).abs().mean()))
+    return small.eval(), residuals
+
+
+def _ffn(encoder: TextEncoder, layer: int) -> FeedForward:
+    block = encoder.ffn_layers[layer]
+    assert isinstance(block, FeedForward)  # for the type checker: a ModuleList yields Modules
+    return block
+
+
+def _block_io(encoder: TextEncoder, ids: np.ndarray, layer: int, stop_before_ffn: bool = False) -> Any:
+    """One sentence's input to feed-forward block ``layer`` of ``encoder`` and that block's output, each
+    [1, hidden, P] (only the input with ``stop_before_ffn``)."""
+    x = encoder.emb(torch.from_numpy(np.asarray(ids, np.int64))[None]) * math.sqrt(encoder.cfg.hidden)
+    x = x.transpose(1, -1)
+    mask = torch.ones(1, 1, x.shape[2])
+    attn_mask = mask.unsqueeze(2) * mask.unsqueeze(-1)
+    for i in range(layer + 1):
+        x = encoder.norm_layers_1[i](x + encoder.attn_layers[i](x, attn_mask))
+        if i == layer and stop_before_ffn:
+            return x
+        y = encoder.ffn_layers[i](x, mask)
+        if i == layer:
+            return x, y
+        x = encoder.norm_layers_2[i](x + y)
+    raise IndexError(layer)
