@@ -1,4 +1,4 @@
-"""The teacher's text encoder in torch (VITS's relative-position transformer), read from its ONNX graph, and narrowed."""
+"""The teacher's text encoder (VITS's relative-position transformer) in torch, read from its graph; and narrowed."""
 
 from __future__ import annotations
 
