@@ -99,3 +99,6 @@ def test_shrinking_to_full_width_reproduces_the_teacher_and_the_refit_beats_a_pl
             cut.conv_2.weight.copy_(full.conv_2.weight[:, rows])
             cut.conv_2.bias.copy_(full.conv_2.bias)
     assert _error(small, teacher, held) < 0.8 * _error(plain, teacher, held)
+    for wrong in (0, 33):
+        with pytest.raises(ValueError, match=f"from 1 to 32 feed-forward channels; got {wrong}"):
+            text_encoder.shrink(teacher, wrong, fit)

@@ -165,6 +165,8 @@ def shrink(teacher: TextEncoder, filters: int, ids: Sequence[np.ndarray], ridge:
     the sentences ``ids``: the channels whose activations carry the most energy into the block's output, then the
     output convolution refitted by least squares to what the teacher's block adds to its residual stream (less the
     error the copy has before it). Returns the copy and each layer's mean absolute residual."""
+    if not 0 < filters <= min(teacher.cfg.filters):
+        raise ValueError(f"expected from 1 to {min(teacher.cfg.filters)} feed-forward channels; got {filters}")
     small = TextEncoder(dataclasses.replace(teacher.cfg, filters=(filters,) * len(teacher.cfg.filters)))
     small.load_state_dict({k: v for k, v in teacher.state_dict().items() if "ffn_layers" not in k}, strict=False)
     residuals = []
