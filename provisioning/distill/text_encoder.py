@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import onnx
@@ -121,13 +121,30 @@ class TextEncoder(nn.Module):
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         mask = (torch.arange(ids.shape[1])[None, :] < lengths[:, None]).to(torch.float32)[:, None, :]
-        x = (self.emb(ids) * math.sqrt(self.cfg.hidden)).transpose(1, -1) * mask
-        attn_mask = mask.unsqueeze(2) * mask.unsqueeze(-1)
-        for attn, norm_1, ffn, norm_2 in zip(self.attn_layers, self.norm_layers_1, self.ffn_layers,
-                                             self.norm_layers_2):
-            x = norm_1(x + attn(x, attn_mask))
-            x = norm_2(x + ffn(x, mask))
+        x = self.embed(ids, mask)
+        for i in range(len(self.cfg.filters)):
+            mid = self.attend(i, x, mask)
+            x = self.close(i, mid, self.ffn(i)(mid, mask))
         return (self.proj(x * mask) * mask)[:, :self.cfg.out]
+
+    def embed(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Ids [B, P] to the first layer's input [B, hidden, P]."""
+        return (self.emb(ids) * math.sqrt(self.cfg.hidden)).transpose(1, -1) * mask
+
+    def attend(self, layer: int, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Layer ``layer``'s attention and first norm: its feed-forward block's input."""
+        norm = self.norm_layers_1[layer]
+        return norm(x + self.attn_layers[layer](x, mask.unsqueeze(2) * mask.unsqueeze(-1)))
+
+    def ffn(self, layer: int) -> FeedForward:
+        block = self.ffn_layers[layer]
+        assert isinstance(block, FeedForward)  # for the type checker: a ModuleList yields Modules
+        return block
+
+    def close(self, layer: int, mid: torch.Tensor, added: torch.Tensor) -> torch.Tensor:
+        """Layer ``layer``'s output: its second norm of the feed-forward block's input plus what the block added."""
+        norm = self.norm_layers_2[layer]
+        return norm(mid + added)
 
 
 def from_onnx(model: onnx.ModelProto) -> TextEncoder:
@@ -170,14 +187,16 @@ def shrink(teacher: TextEncoder, filters: int, ids: Sequence[np.ndarray], ridge:
     small = TextEncoder(dataclasses.replace(teacher.cfg, filters=(filters,) * len(teacher.cfg.filters)))
     small.load_state_dict({k: v for k, v in teacher.state_dict().items() if "ffn_layers" not in k}, strict=False)
     residuals = []
+    masks = [torch.ones(1, 1, len(x)) for x in ids]
+    t_x = [teacher.embed(torch.from_numpy(np.asarray(x, np.int64))[None], m) for x, m in zip(ids, masks)]
+    s_x = list(t_x)  # the embeddings are the teacher's
     for i in range(len(teacher.cfg.filters)):
-        full, ffn = _ffn(teacher, i), _ffn(small, i)
-        inputs, targets = [], []
-        for x in ids:
-            t_in, t_out = _block_io(teacher, x, i)
-            s_in = _block_io(small, x, i, stop_before_ffn=True)
-            inputs.append(s_in)
-            targets.append((t_in + t_out - s_in)[0].T)
+        full, ffn = teacher.ffn(i), small.ffn(i)
+        t_mid = [teacher.attend(i, x, m) for x, m in zip(t_x, masks)]
+        t_add = [full(x, m) for x, m in zip(t_mid, masks)]
+        inputs = [small.attend(i, x, m) for x, m in zip(s_x, masks)]
+        targets = [(tm + ta - s)[0].T for tm, ta, s in zip(t_mid, t_add, inputs)]
+        t_x = [teacher.close(i, tm, ta) for tm, ta in zip(t_mid, t_add)]
         hidden = [torch.relu(full.conv_1(F.pad(s, full.pad)))[0] for s in inputs]  # [teacher's filters, P] each
         energy = torch.cat(hidden, 1).pow(2).mean(1) * full.conv_2.weight.pow(2).sum((0, 2))
         keep = torch.argsort(energy, descending=True)[:filters].sort().values
@@ -198,28 +217,5 @@ def shrink(teacher: TextEncoder, filters: int, ids: Sequence[np.ndarray], ridge:
                                              for j in range(teacher.cfg.kernel)], 2))
         small_out.copy_(sol[-1])
         residuals.append(float((f.float() @ sol - y.float()).abs().mean()))
+        s_x = [small.close(i, s, ffn(s, m)) for s, m in zip(inputs, masks)]
     return small.eval(), residuals
-
-
-def _ffn(encoder: TextEncoder, layer: int) -> FeedForward:
-    block = encoder.ffn_layers[layer]
-    assert isinstance(block, FeedForward)  # for the type checker: a ModuleList yields Modules
-    return block
-
-
-def _block_io(encoder: TextEncoder, ids: np.ndarray, layer: int, stop_before_ffn: bool = False) -> Any:
-    """One sentence's input to feed-forward block ``layer`` of ``encoder`` and that block's output, each
-    [1, hidden, P] (only the input with ``stop_before_ffn``)."""
-    x = encoder.emb(torch.from_numpy(np.asarray(ids, np.int64))[None]) * math.sqrt(encoder.cfg.hidden)
-    x = x.transpose(1, -1)
-    mask = torch.ones(1, 1, x.shape[2])
-    attn_mask = mask.unsqueeze(2) * mask.unsqueeze(-1)
-    for i in range(layer + 1):
-        x = encoder.norm_layers_1[i](x + encoder.attn_layers[i](x, attn_mask))
-        if i == layer and stop_before_ffn:
-            return x
-        y = encoder.ffn_layers[i](x, mask)
-        if i == layer:
-            return x, y
-        x = encoder.norm_layers_2[i](x + y)
-    raise IndexError(layer)
